@@ -1,0 +1,3 @@
+from shopsense.cli import main
+
+main()

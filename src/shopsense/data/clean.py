@@ -1,0 +1,302 @@
+"""Cleaning: every input row is accepted, dropped as an exact duplicate, or
+quarantined with a reason. Nothing is lost silently, and the report's counts
+always add up to the input rows (``TableReport.check``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shopsense.data.schema import EVENT_TYPES, ITEM_COLUMNS, RAW_EVENT_COLUMNS, USER_COLUMNS
+from shopsense.data.sources import EventChunk, TimestampUnit
+
+EARLIEST_TIMESTAMP = 631_152_000  # 1990-01-01 UTC: before any online store's logs
+FUTURE_SLACK_SECONDS = 86_400
+DEDUP_COLUMNS = ("user_id", "item_id", "type", "timestamp", "session_id", "query")
+
+
+@dataclass
+class TableReport:
+    """Row accounting of one table: ``accepted + duplicates + quarantined == input_rows``."""
+
+    input_rows: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: TableReport) -> None:
+        self.input_rows += other.input_rows
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.quarantined.update(other.quarantined)
+
+    def move_to_quarantine(self, reason: str, n: int) -> None:
+        """Rows accepted earlier and rejected by a later, global step (k-core)."""
+        self.accepted -= n
+        self.quarantined[reason] += n
+
+    def check(self) -> None:
+        total = self.accepted + self.duplicates + sum(self.quarantined.values())
+        if total != self.input_rows:
+            raise AssertionError(f"row accounting broken: {total} != {self.input_rows}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input_rows": self.input_rows,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "quarantined": dict(sorted(self.quarantined.items())),
+        }
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Stripped strings with empty and NA-like values as missing."""
+    s = series.astype(object).where(series.notna(), None)
+    s = s.map(lambda v: v if v is None else str(v).strip())
+    return s.where(~s.isin(["", "NA", "NaN", "nan", "None", "null"]), None)
+
+
+def parse_timestamps(raw: pd.Series, unit: TimestampUnit) -> np.ndarray:
+    """Seconds since the epoch as float, NaN where the text does not parse."""
+    if unit == "iso":
+        parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
+        secs = (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        return secs.to_numpy(dtype=float, na_value=np.nan)
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return values / 1000.0 if unit == "ms" else values
+
+
+def default_time_window(unit: TimestampUnit) -> tuple[float, float] | None:
+    if unit == "order":
+        return None
+    return float(EARLIEST_TIMESTAMP), time.time() + FUTURE_SLACK_SECONDS
+
+
+class _Rejector:
+    """Collects the first reason each row fails, in the order checks are made."""
+
+    def __init__(self, n: int) -> None:
+        self.reason = np.full(n, None, dtype=object)
+
+    def reject(self, mask: np.ndarray, reason: str) -> None:
+        self.reason[mask & (self.reason == None)] = reason  # noqa: E711 (object array)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.reason == None  # noqa: E711
+
+
+def _rejected_rows(
+    frame: pd.DataFrame, reasons: np.ndarray, table: str, file: str, first_record: int
+) -> pd.DataFrame:
+    mask = reasons != None  # noqa: E711
+    bad = frame[mask]
+    return pd.DataFrame(
+        {
+            "table": table,
+            "file": file,
+            "record": first_record + np.flatnonzero(mask),
+            "reason": reasons[mask],
+            "row": bad.astype(object).where(bad.notna(), None).to_dict(orient="records"),
+        }
+    )
+
+
+def malformed_rows(malformed: list[tuple[int | None, str]], table: str, file: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "table": table,
+            "file": file,
+            "record": [n for n, _ in malformed],
+            "reason": "malformed_line",
+            "row": [{"text": t} for _, t in malformed],
+        }
+    )
+
+
+class EventCleaner:
+    """Validates event chunks one at a time, remembering row hashes to drop
+    exact duplicates across chunks (8 bytes per accepted row)."""
+
+    def __init__(
+        self,
+        timestamp_unit: TimestampUnit = "s",
+        time_window: tuple[float, float] | None = None,
+        catalog: pd.Index | None = None,
+    ) -> None:
+        self.timestamp_unit = timestamp_unit
+        self.time_window = time_window
+        self.catalog = catalog
+        self.report = TableReport()
+        self._seen = np.empty(0, np.uint64)
+
+    def clean(self, chunk: EventChunk) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Return (accepted events with ``timestamp`` as int64 seconds, quarantined rows)."""
+        raw = chunk.frame
+        for col in RAW_EVENT_COLUMNS:
+            if col not in raw.columns:
+                raw[col] = None
+        n = len(raw)
+        report = TableReport(input_rows=n + len(chunk.malformed))
+        if chunk.malformed:
+            report.quarantined["malformed_line"] += len(chunk.malformed)
+        frame = pd.DataFrame(
+            {c: _text(raw[c]) for c in ("user_id", "item_id", "session_id", "query")}
+        )
+        frame["type"] = _text(raw["type"]).str.lower()
+        rej = _Rejector(n)
+        rej.reject(frame["user_id"].isna().to_numpy(), "missing_user_id")
+        rej.reject(~frame["type"].isin(EVENT_TYPES).to_numpy(), "unknown_event_type")
+        rej.reject(
+            (frame["item_id"].isna() & (frame["type"] != "search")).to_numpy(), "missing_item_id"
+        )
+        ts_text = _text(raw["timestamp"])
+        ts = parse_timestamps(ts_text, self.timestamp_unit)
+        rej.reject(ts_text.isna().to_numpy(), "missing_timestamp")
+        rej.reject(np.isnan(ts), "bad_timestamp")
+        if self.time_window is not None:
+            lo, hi = self.time_window
+            with np.errstate(invalid="ignore"):
+                rej.reject((ts < lo) | (ts >= hi), "timestamp_out_of_range")
+        if self.catalog is not None:
+            known = frame["item_id"].isna() | frame["item_id"].isin(self.catalog)
+            rej.reject(~known.to_numpy(), "unknown_item")
+        frame["timestamp"] = np.where(np.isnan(ts), 0, np.floor(ts)).astype(np.int64)
+        frame["value"] = pd.to_numeric(raw["value"], errors="coerce").astype(float)
+        frame["context"] = raw["context"].map(
+            lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
+        )
+        if "item_category" in raw.columns:
+            frame["item_category"] = _text(raw["item_category"])
+        for reason, count in Counter(rej.reason[~rej.ok]).items():
+            report.quarantined[reason] += count
+        quarantine = pd.concat(
+            [
+                malformed_rows(chunk.malformed, "events", chunk.file),
+                _rejected_rows(raw, rej.reason, "events", chunk.file, chunk.first_record),
+            ],
+            ignore_index=True,
+        )
+        good = frame[rej.ok]
+        keep = self._first_occurrences(good)
+        report.duplicates = int((~keep).sum())
+        accepted = good[keep].reset_index(drop=True)
+        report.accepted = len(accepted)
+        report.check()
+        self.report.add(report)
+        return accepted, quarantine
+
+    def _first_occurrences(self, good: pd.DataFrame) -> np.ndarray:
+        hashes = pd.util.hash_pandas_object(good[list(DEDUP_COLUMNS)], index=False).to_numpy()
+        first_in_chunk = ~pd.Series(hashes).duplicated().to_numpy()
+        pos = np.searchsorted(self._seen, hashes)
+        pos[pos == len(self._seen)] = 0
+        seen_before = (
+            (self._seen[pos] == hashes) if len(self._seen) else np.zeros(len(hashes), bool)
+        )
+        keep = first_in_chunk & ~seen_before
+        self._seen = np.union1d(self._seen, hashes[keep])
+        return keep
+
+
+def _clean_table(
+    frame: pd.DataFrame,
+    id_column: str,
+    table: str,
+    file: str,
+    extra_checks: list[tuple[np.ndarray, str]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
+    """Shared catalog/users cleaning: ids present, exact duplicates dropped,
+    a repeated id with different content quarantined (the first one wins)."""
+    report = TableReport(input_rows=len(frame))
+    frame = frame.reset_index(drop=True)
+    ids = _text(frame[id_column])
+    frame[id_column] = ids
+    rej = _Rejector(len(frame))
+    rej.reject(ids.isna().to_numpy(), f"missing_{id_column}")
+    for mask, reason in extra_checks or []:
+        rej.reject(mask, reason)
+    hashes = pd.util.hash_pandas_object(frame.astype(str), index=False)
+    exact_dup = hashes.duplicated().to_numpy() & rej.ok
+    id_dup = ids.duplicated().to_numpy() & ~exact_dup
+    rej.reject(id_dup, f"duplicate_{id_column}")
+    for reason, count in Counter(rej.reason[~rej.ok]).items():
+        report.quarantined[reason] += count
+    quarantine = _rejected_rows(frame, rej.reason, table, file, 0)
+    accepted = frame[rej.ok & ~exact_dup].reset_index(drop=True)
+    report.duplicates = int(exact_dup.sum())
+    report.accepted = len(accepted)
+    report.check()
+    return accepted, quarantine, report
+
+
+def _to_epoch_seconds(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers as seconds, else ISO dates; returns (seconds, unparseable mask)."""
+    text = _text(raw)
+    numeric = parse_timestamps(text, "s")
+    iso = parse_timestamps(text.where(np.isnan(numeric), None), "iso")
+    secs = np.where(np.isnan(numeric), iso, numeric)
+    return secs, text.notna().to_numpy() & np.isnan(secs)
+
+
+def clean_items(frame: pd.DataFrame, file: str) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
+    """Catalog rows: id required, price a non-negative number when given."""
+    frame = frame.copy()
+    for col in ITEM_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = None
+    price_text = _text(frame["price"])
+    price = pd.to_numeric(price_text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    created, bad_created = _to_epoch_seconds(frame["created_at"])
+    checks = [
+        (price_text.notna().to_numpy() & np.isnan(price), "bad_price"),
+        (price < 0, "negative_price"),
+        (bad_created, "bad_created_at"),
+    ]
+    frame["_price"], frame["_created"] = price, created
+    accepted, quarantine, report = _clean_table(frame, "item_id", "items", file, checks)
+    accepted["price"] = accepted["_price"].astype(float)
+    accepted["created_at"] = pd.array(
+        np.floor(accepted["_created"].to_numpy(dtype=float)), dtype="Float64"
+    ).astype("Int64")
+    accepted = accepted[list(ITEM_COLUMNS)].copy()
+    for col in ("title", "description", "category", "brand"):
+        accepted[col] = _text(accepted[col])
+    accepted["attributes"] = accepted["attributes"].map(_json_object)
+    return accepted, quarantine, report
+
+
+def clean_users(frame: pd.DataFrame, file: str) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
+    frame = frame.copy()
+    for col in USER_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = None
+    accepted, quarantine, report = _clean_table(frame, "user_id", "users", file)
+    accepted = accepted[list(USER_COLUMNS)].copy()
+    accepted["attributes"] = accepted["attributes"].map(_json_object)
+    return accepted, quarantine, report
+
+
+def _json_object(value: Any) -> str:
+    """Attributes are stored as a JSON object string ("{}" when absent)."""
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "{}"
+    text = str(value)
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        return json.dumps({"value": text}, ensure_ascii=False)
+    return json.dumps(
+        parsed if isinstance(parsed, dict) else {"value": parsed},
+        ensure_ascii=False,
+        sort_keys=True,
+    )

@@ -1,0 +1,40 @@
+"""Amazon reviews as implicit feedback: a folder with ``interactions.csv``
+(user_id,item_id,timestamp) and ``items.csv`` (item_id,title). A review
+implies a purchase."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from shopsense.data.formats.common import ReadOptions, canonical_items, only_folder
+from shopsense.data.sources import (
+    Source,
+    event_chunks,
+    read_delimited,
+    read_table_whole,
+    require_file,
+)
+
+
+def read(paths: list[Path], options: ReadOptions) -> Source:
+    folder = only_folder(paths, "amazon")
+    inter = require_file(folder / "interactions.csv", "amazon interactions.csv")
+    items_path = require_file(folder / "items.csv", "amazon items.csv")
+    items = canonical_items(read_table_whole(read_delimited(items_path, ",")), {})
+    # Titles carry HTML entities (&amp;, &nbsp;) from the scraped pages.
+    items["title"] = items["title"].map(lambda t: html.unescape(t).replace("\xa0", " ") if t else t)
+
+    def transform(frame):
+        frame["type"] = options.default_type or "purchase"
+        return frame
+
+    events = event_chunks(
+        read_delimited(inter, ",", chunk_rows=options.chunk_rows), str(inter), transform
+    )
+    return Source(
+        name=f"amazon:{folder.name}",
+        events=events,
+        items=items,
+        files=[str(inter), str(items_path)],
+    )

@@ -1,0 +1,87 @@
+"""Generic CSV / TSV / JSON-lines / Parquet files with a column mapping.
+
+A folder may hold ``events*``, ``items*`` and ``users*`` files; any other file
+of the format counts as events. ``shopsense generate`` writes this layout.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from shopsense.data.formats.common import (
+    ReadOptions,
+    canonical_events,
+    canonical_items,
+    canonical_users,
+    files_in,
+)
+from shopsense.data.sources import (
+    EventChunk,
+    Source,
+    event_chunks,
+    read_delimited,
+    read_jsonl,
+    read_parquet,
+    read_table_whole,
+)
+
+SUFFIXES = {
+    "csv": (".csv",),
+    "tsv": (".tsv", ".tab"),
+    "jsonl": (".jsonl", ".ndjson", ".json"),
+    "parquet": (".parquet", ".pq"),
+}
+
+
+def _chunks(fmt: str, path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list, int]]:
+    if fmt == "csv":
+        return read_delimited(path, ",", chunk_rows=chunk_rows)
+    if fmt == "tsv":
+        return read_delimited(path, "\t", chunk_rows=chunk_rows)
+    if fmt == "jsonl":
+        return read_jsonl(path, chunk_rows)
+    return read_parquet(path, chunk_rows)
+
+
+def read(fmt: str, paths: list[Path], options: ReadOptions) -> Source:
+    files = files_in(paths, SUFFIXES[fmt])
+    items_files = [f for f in files if f.name.startswith(("items", "catalog", "products"))]
+    users_files = [f for f in files if f.name.startswith("users")]
+    event_files = [f for f in files if f not in items_files and f not in users_files]
+    items = users = None
+    if items_files:
+        items = canonical_items(
+            pd.concat(
+                [read_table_whole(_chunks(fmt, f, options.chunk_rows)) for f in items_files],
+                ignore_index=True,
+            ),
+            options.mapping,
+        )
+    if users_files:
+        users = canonical_users(
+            pd.concat(
+                [read_table_whole(_chunks(fmt, f, options.chunk_rows)) for f in users_files],
+                ignore_index=True,
+            ),
+            options.mapping,
+        )
+    events: Iterator[EventChunk] = itertools.chain.from_iterable(
+        event_chunks(
+            _chunks(fmt, f, options.chunk_rows),
+            str(f),
+            lambda frame: canonical_events(frame, options, ("item_category",)),
+        )
+        for f in event_files
+    )
+    return Source(
+        name=f"{fmt}:{', '.join(p.name for p in paths)}",
+        events=events,
+        items=items,
+        users=users,
+        timestamp_unit=options.timestamp_unit or "s",
+        files=[str(f) for f in files],
+    )

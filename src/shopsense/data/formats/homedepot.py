@@ -1,0 +1,31 @@
+"""Home Depot ``products.csv`` (product_uid,title, optional description/brand) as a catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from shopsense.data.formats.common import ReadOptions, canonical_items, files_in
+from shopsense.data.sources import Source, read_delimited, read_table_whole
+
+
+def read(paths: list[Path], options: ReadOptions) -> Source:
+    files = [f for f in files_in(paths, (".csv",)) if f.name.startswith("product")]
+    frames = []
+    for f in files:
+        frame = read_table_whole(read_delimited(f, ",", chunk_rows=options.chunk_rows))
+        frame = frame.rename(
+            columns={
+                "product_uid": "item_id",
+                "product_title": "title",
+                "product_description": "description",
+            }
+        )
+        frames.append(canonical_items(frame, {}))
+    return Source(
+        name="homedepot",
+        events=iter(()),
+        items=pd.concat(frames, ignore_index=True),
+        files=[str(f) for f in files],
+    )

@@ -1,0 +1,325 @@
+"""``shopsense ingest``: read a source in chunks, clean it, and write a dataset.
+
+Output: ``items.parquet``, ``users.parquet``, ``events.parquet``,
+``manifest.json``, ``report.json`` and ``quarantine.jsonl`` (every rejected
+row with its reason).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from shopsense.data.clean import (
+    EventCleaner,
+    TableReport,
+    clean_items,
+    clean_users,
+    default_time_window,
+)
+from shopsense.data.dataset import EVENTS_FILE, ITEMS_FILE, MANIFEST, USERS_FILE
+from shopsense.data.formats import ReadOptions, open_source
+from shopsense.data.kcore import k_core_mask
+from shopsense.data.schema import ITEM_COLUMNS, SCHEMA_VERSION, USER_COLUMNS
+from shopsense.errors import ShopsenseError
+
+REPORT_FILE = "report.json"
+QUARANTINE_FILE = "quarantine.jsonl"
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("user", pa.int32()),
+        ("item", pa.int32()),
+        ("type", pa.string()),
+        ("timestamp", pa.int64()),
+        ("session", pa.string()),
+        ("query", pa.string()),
+        ("value", pa.float64()),
+        ("context", pa.string()),
+    ]
+)
+
+
+class IdMap:
+    """Source ids (strings) to dense int32 ids, in order of first appearance."""
+
+    def __init__(self, initial: Iterable[str] = ()) -> None:
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        for value in initial:
+            self._get(value)
+
+    def _get(self, value: str) -> int:
+        code = self.index.get(value)
+        if code is None:
+            code = self.index[value] = len(self.ids)
+            self.ids.append(value)
+        return code
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        codes, uniques = pd.factorize(values)
+        mapped = np.fromiter((self._get(str(u)) for u in uniques), np.int32, len(uniques))
+        return mapped[codes]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class IngestReport:
+    """The counts ``report.json`` holds; ``events`` is also at the top level."""
+
+    source: str
+    events: TableReport = field(default_factory=TableReport)
+    items: TableReport | None = None
+    users: TableReport | None = None
+    k_core: int | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, **self.events.as_dict()}
+        if self.items is not None:
+            out["items"] = self.items.as_dict()
+        if self.users is not None:
+            out["users"] = self.users.as_dict()
+        if self.k_core:
+            out["k_core"] = self.k_core
+        out["seconds"] = round(self.seconds, 2)
+        return out
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a short human-readable block."""
+    lines = [f"source: {report['source']}"]
+    for table in ("events", "items", "users"):
+        part = report if table == "events" else report.get(table)
+        if not part:
+            continue
+        q = part["quarantined"]
+        lines.append(
+            f"{table}: {part['input_rows']:,} input rows, {part['accepted']:,} accepted, "
+            f"{part['duplicates']:,} duplicates, {sum(q.values()):,} quarantined"
+        )
+        lines.extend(f"    {reason}: {count:,}" for reason, count in q.items())
+    return "\n".join(lines)
+
+
+class _QuarantineWriter:
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def write(self, rows: pd.DataFrame) -> None:
+        for rec in rows.to_dict(orient="records"):
+            rec["record"] = None if pd.isna(rec["record"]) else int(rec["record"])
+            self.file.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def ingest(
+    fmt: str,
+    paths: list[str | Path],
+    out: str | Path,
+    options: ReadOptions | None = None,
+    k_core: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Ingest ``paths`` in format ``fmt`` into the dataset directory ``out``."""
+    started = time.perf_counter()
+    options = options or ReadOptions()
+    source = open_source(fmt, [Path(p) for p in paths], options)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = IngestReport(source=source.name, k_core=k_core)
+    quarantine = _QuarantineWriter(out / QUARANTINE_FILE)
+    try:
+        catalog, users_table = _clean_tables(source, report, quarantine)
+        item_map = IdMap(catalog["item_id"]) if catalog is not None else IdMap()
+        user_map = IdMap(users_table["user_id"]) if users_table is not None else IdMap()
+        window = source.time_window or default_time_window(source.timestamp_unit)
+        cleaner = EventCleaner(
+            source.timestamp_unit,
+            window,
+            pd.Index(catalog["item_id"]) if catalog is not None else None,
+        )
+        new_item_category: dict[int, str] = {}
+        writer = pq.ParquetWriter(out / EVENTS_FILE, EVENT_SCHEMA)
+        try:
+            bar = tqdm(source.events, desc="ingest", unit=" chunk", disable=not progress)
+            for chunk in bar:
+                accepted, rejected = cleaner.clean(chunk)
+                quarantine.write(rejected)
+                table = _encode(accepted, user_map, item_map, new_item_category)
+                writer.write_table(table)
+                bar.set_postfix(events=f"{cleaner.report.accepted:,}")
+        finally:
+            writer.close()
+        report.events = cleaner.report
+        items = _items_table(catalog, item_map, new_item_category)
+        users = _users_table(users_table, user_map)
+        if k_core:
+            items, users = _apply_k_core(
+                out, k_core, items, users, catalog, users_table, report.events, quarantine
+            )
+    finally:
+        quarantine.close()
+    items.to_parquet(out / ITEMS_FILE, index=False)
+    users.to_parquet(out / USERS_FILE, index=False)
+    report.events.check()
+    report.seconds = time.perf_counter() - started
+    result = report.as_dict()
+    n_events = pq.ParquetFile(out / EVENTS_FILE).metadata.num_rows
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "name": out.name,
+        "source": {"format": fmt, "name": source.name, "files": source.files},
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "counts": {"users": len(users), "items": len(items), "events": n_events},
+        "time_is_order": source.time_is_order,
+        "id_maps": {
+            "users": {"file": USERS_FILE, "column": "user_id"},
+            "items": {"file": ITEMS_FILE, "column": "item_id"},
+        },
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / REPORT_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _clean_tables(source, report: IngestReport, quarantine: _QuarantineWriter):
+    catalog = users = None
+    if source.items is not None:
+        catalog, rejected, report.items = clean_items(source.items, "items")
+        quarantine.write(rejected)
+    if source.users is not None:
+        users, rejected, report.users = clean_users(source.users, "users")
+        quarantine.write(rejected)
+    return catalog, users
+
+
+def _encode(
+    accepted: pd.DataFrame, user_map: IdMap, item_map: IdMap, new_item_category: dict[int, str]
+) -> pa.Table:
+    n_known = len(item_map)
+    has_item = accepted["item_id"].notna().to_numpy()
+    item = np.full(len(accepted), -1, np.int32)
+    item[has_item] = item_map.encode(accepted["item_id"][has_item])
+    if "item_category" in accepted.columns:
+        fresh = has_item & (item >= n_known)
+        for idx, cat in zip(item[fresh], accepted["item_category"].to_numpy()[fresh], strict=True):
+            new_item_category.setdefault(int(idx), cat)
+    return pa.table(
+        {
+            "user": pa.array(user_map.encode(accepted["user_id"]), pa.int32()),
+            "item": pa.array(item, pa.int32()),
+            "type": pa.array(accepted["type"].astype(str).to_numpy(), pa.string()),
+            "timestamp": pa.array(accepted["timestamp"].to_numpy(np.int64), pa.int64()),
+            "session": pa.array(
+                accepted["session_id"].to_numpy(object), pa.string(), from_pandas=True
+            ),
+            "query": pa.array(accepted["query"].to_numpy(object), pa.string(), from_pandas=True),
+            "value": pa.array(accepted["value"].to_numpy(float), pa.float64(), from_pandas=True),
+            "context": pa.array(
+                accepted["context"].to_numpy(object), pa.string(), from_pandas=True
+            ),
+        },
+        schema=EVENT_SCHEMA,
+    )
+
+
+def _items_table(
+    catalog: pd.DataFrame | None, item_map: IdMap, new_item_category: dict[int, str]
+) -> pd.DataFrame:
+    """The catalog, then items seen only in events (id and category, when known)."""
+    start = 0 if catalog is None else len(catalog)
+    extra = pd.DataFrame(
+        {c: pd.Series([None] * (len(item_map) - start), dtype=object) for c in ITEM_COLUMNS}
+    )
+    extra["item_id"] = item_map.ids[start:]
+    extra["category"] = [new_item_category.get(i) for i in range(start, len(item_map))]
+    extra["attributes"] = "{}"
+    extra["price"] = extra["price"].astype(float)
+    extra["created_at"] = extra["created_at"].astype("Int64")
+    if catalog is None:
+        return extra
+    return pd.concat([catalog, extra], ignore_index=True) if len(extra) else catalog
+
+
+def _users_table(users: pd.DataFrame | None, user_map: IdMap) -> pd.DataFrame:
+    start = 0 if users is None else len(users)
+    extra = pd.DataFrame({"user_id": user_map.ids[start:], "attributes": "{}"})
+    if users is None:
+        return extra[list(USER_COLUMNS)]
+    return pd.concat([users, extra], ignore_index=True)
+
+
+def _apply_k_core(
+    out: Path,
+    k: int,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    catalog: pd.DataFrame | None,
+    users_file: pd.DataFrame | None,
+    report: TableReport,
+    quarantine: _QuarantineWriter,
+):
+    """Drop events until every user and item has ≥ k, quarantining what goes.
+
+    Users and items left with no events are dropped too, unless they came from
+    a catalog or users file, and dense ids are renumbered.
+    """
+    if k < 1:
+        raise ShopsenseError("--k-core must be at least 1")
+    events = pq.read_table(out / EVENTS_FILE).to_pandas()
+    keep = k_core_mask(events["user"].to_numpy(), events["item"].to_numpy(), k)
+    dropped = events[~keep]
+    report.move_to_quarantine("k_core", len(dropped))
+    quarantine.write(
+        pd.DataFrame(
+            {
+                "table": "events",
+                "file": str(out / EVENTS_FILE),
+                "record": np.flatnonzero(~keep),
+                "reason": "k_core",
+                "row": dropped.assign(
+                    user=users["user_id"].to_numpy()[dropped["user"].to_numpy()],
+                    item=np.where(
+                        dropped["item"] >= 0,
+                        items["item_id"].to_numpy()[np.maximum(dropped["item"], 0)],
+                        None,
+                    ),
+                )
+                .astype(object)
+                .where(dropped.notna(), None)
+                .to_dict(orient="records"),
+            }
+        )
+    )
+    events = events[keep].reset_index(drop=True)
+    keep_users = np.zeros(len(users), bool)
+    keep_users[events["user"].to_numpy()] = True
+    keep_users[: 0 if users_file is None else len(users_file)] = True
+    keep_items = np.zeros(len(items), bool)
+    keep_items[events.loc[events["item"] >= 0, "item"].to_numpy()] = True
+    keep_items[: 0 if catalog is None else len(catalog)] = True
+    user_new = np.cumsum(keep_users) - 1
+    item_new = np.cumsum(keep_items) - 1
+    events["user"] = user_new[events["user"].to_numpy()].astype(np.int32)
+    has_item = events["item"].to_numpy() >= 0
+    events.loc[has_item, "item"] = item_new[events.loc[has_item, "item"].to_numpy()]
+    events["item"] = events["item"].astype(np.int32)
+    pq.write_table(
+        pa.Table.from_pandas(events, schema=EVENT_SCHEMA, preserve_index=False), out / EVENTS_FILE
+    )
+    return (items[keep_items].reset_index(drop=True), users[keep_users].reset_index(drop=True))

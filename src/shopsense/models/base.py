@@ -1,0 +1,173 @@
+"""The one small interface every recommender implements.
+
+Like scikit-learn, parameters go to ``__init__`` and learnt state gets a
+trailing underscore; like implicit, ``recommend`` is batched and can take the
+users' latest interactions. Models save to a folder of JSON (parameters)
+and safetensors (arrays), so loading a model never runs code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+from safetensors.numpy import load_file, save_file
+
+from shopsense.data.dataset import Dataset
+from shopsense.errors import NotFittedError, ShopsenseError
+from shopsense.ranking import top_k
+
+PARAMS_FILE = "model.json"
+ARRAYS_FILE = "arrays.safetensors"
+FORMAT_VERSION = 1
+
+
+class Recommender(ABC):
+    """Base class: subclasses implement ``_fit``, ``_score`` and the state hooks."""
+
+    name: ClassVar[str]
+
+    # ------------------------------------------------------------------ params
+    def get_params(self) -> dict[str, Any]:
+        """The ``__init__`` arguments, as scikit-learn's ``get_params``."""
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, dataset: Dataset, progress: bool = False) -> Self:
+        """Learn from ``dataset``'s interactions; returns ``self``."""
+        if dataset.n_items == 0:
+            raise ShopsenseError("cannot fit on a dataset with no items")
+        self.n_users_ = dataset.n_users
+        self.n_items_ = dataset.n_items
+        self.user_items_ = dataset.user_item_matrix()
+        self._fit(dataset, progress)
+        return self
+
+    @abstractmethod
+    def _fit(self, dataset: Dataset, progress: bool) -> None: ...
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "user_items_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load()")
+
+    def _check_ids(self, ids: np.ndarray, n: int, what: str) -> np.ndarray:
+        ids = np.atleast_1d(np.asarray(ids))
+        if ids.dtype.kind not in "iu":
+            raise ShopsenseError(f"{what} ids must be integers (dense ids), got {ids.dtype}")
+        if len(ids) and (ids.min() < 0 or ids.max() >= n):
+            raise ShopsenseError(f"{what} id out of range: the model knows {n} {what}s")
+        return ids.astype(np.int64)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, users: np.ndarray, user_items: sp.csr_matrix | None = None) -> np.ndarray:
+        """Scores of every item for each user: a ``(len(users), n_items)`` float32 array.
+
+        ``user_items`` (one row per user) replaces the histories seen in ``fit``,
+        for models that can use fresh interactions.
+        """
+        self._check_fitted()
+        users = self._check_ids(users, self.n_users_, "user")
+        history = self.user_items_[users] if user_items is None else sp.csr_matrix(user_items)
+        if history.shape != (len(users), self.n_items_):
+            raise ShopsenseError(
+                f"user_items must have shape ({len(users)}, {self.n_items_}), got {history.shape}"
+            )
+        return np.asarray(self._score(users, history), dtype=np.float32)
+
+    @abstractmethod
+    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray: ...
+
+    def recommend(
+        self,
+        users: np.ndarray | int,
+        k: int = 10,
+        exclude_seen: bool = True,
+        user_items: sp.csr_matrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item ids and scores for each user, best first (batched)."""
+        users = self._check_ids(users, getattr(self, "n_users_", 0), "user")
+        scores = self.score(users, user_items)
+        if exclude_seen:
+            history = self.user_items_[users] if user_items is None else sp.csr_matrix(user_items)
+            rows, cols = history.nonzero()
+            scores[rows, cols] = -np.inf
+        ids, values = top_k(scores, k)
+        return ids, values
+
+    def similar_items(self, items: np.ndarray | int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most similar to each of ``items`` (never the item itself)."""
+        self._check_fitted()
+        items = self._check_ids(items, self.n_items_, "item")
+        sims = np.asarray(self._similarity(items), dtype=np.float32)
+        sims[np.arange(len(items)), items] = -np.inf
+        return top_k(sims, k)
+
+    @abstractmethod
+    def _similarity(self, items: np.ndarray) -> np.ndarray:
+        """A ``(len(items), n_items)`` similarity array."""
+
+    # ------------------------------------------------------------------ storage
+    def _state(self) -> dict[str, np.ndarray]:
+        """Learnt arrays beyond ``user_items_`` (override to add some)."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027 (optional hook)
+        """Restore what ``_state`` returned."""
+
+    def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+        """Write the model to folder ``path`` (``model.json`` + ``arrays.safetensors``)."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        m = self.user_items_.tocsr()
+        arrays = {
+            "user_items.indptr": m.indptr.astype(np.int64),
+            "user_items.indices": m.indices.astype(np.int32),
+            **self._state(),
+        }
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / ARRAYS_FILE))
+        doc = {
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "params": self.get_params(),
+            "n_users": self.n_users_,
+            "n_items": self.n_items_,
+            "meta": meta or {},
+        }
+        (path / PARAMS_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read_doc(cls, path: str | Path) -> dict[str, Any]:
+        path = Path(path)
+        if not (path / PARAMS_FILE).is_file() or not (path / ARRAYS_FILE).is_file():
+            raise ShopsenseError(f"{path} is not a saved shopsense model (no {PARAMS_FILE})")
+        return json.loads((path / PARAMS_FILE).read_text())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a model saved by :meth:`save`. Only JSON and raw arrays are read."""
+        doc = cls.read_doc(path)
+        if doc.get("model") != cls.name:
+            raise ShopsenseError(f"{path} holds a {doc.get('model')!r} model, not {cls.name!r}")
+        model = cls(**doc["params"])
+        arrays = load_file(str(Path(path) / ARRAYS_FILE))
+        model.n_users_, model.n_items_ = int(doc["n_users"]), int(doc["n_items"])
+        indptr = arrays.pop("user_items.indptr")
+        indices = arrays.pop("user_items.indices")
+        model.user_items_ = sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, indptr),
+            shape=(model.n_users_, model.n_items_),
+        )
+        model._set_state(arrays)
+        return model
