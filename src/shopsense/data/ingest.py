@@ -313,8 +313,8 @@ def _apply_k_core(
     keep_items = np.zeros(len(items), bool)
     keep_items[events.loc[events["item"] >= 0, "item"].to_numpy()] = True
     keep_items[: 0 if catalog is None else len(catalog)] = True
-    user_new = np.cumsum(keep_users) - 1
-    item_new = np.cumsum(keep_items) - 1
+    user_new = (np.cumsum(keep_users) - 1).astype(np.int32)
+    item_new = (np.cumsum(keep_items) - 1).astype(np.int32)
     events["user"] = user_new[events["user"].to_numpy()].astype(np.int32)
     has_item = events["item"].to_numpy() >= 0
     events.loc[has_item, "item"] = item_new[events.loc[has_item, "item"].to_numpy()]

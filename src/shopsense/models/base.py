@@ -95,7 +95,8 @@ class Recommender(ABC):
         user_items: sp.csr_matrix | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item ids and scores for each user, best first (batched)."""
-        users = self._check_ids(users, getattr(self, "n_users_", 0), "user")
+        self._check_fitted()
+        users = self._check_ids(users, self.n_users_, "user")
         scores = self.score(users, user_items)
         if exclude_seen:
             history = self.user_items_[users] if user_items is None else sp.csr_matrix(user_items)

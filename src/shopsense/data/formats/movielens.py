@@ -12,7 +12,6 @@ the rating kept as ``value``.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -52,7 +51,7 @@ def _double_colon(path: Path) -> io.BytesIO:
 
 def _genre_items(frame: pd.DataFrame, genres: pd.Series) -> pd.DataFrame:
     frame["category"] = genres.map(lambda g: g[0] if g else None)
-    frame["genres"] = genres.map(json.dumps)
+    frame["genres"] = genres
     return canonical_items(frame, {})
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +44,7 @@ def _items(path: Path) -> pd.DataFrame:
     if "category" in frame.columns:
         # token_seq categories ("Action Comedy"): the first is the leaf, all are kept.
         genres = frame["category"].fillna("").str.split()
-        frame["genres"] = genres.map(json.dumps)
+        frame["genres"] = genres
         frame["category"] = genres.map(lambda g: g[0] if g else None)
     return canonical_items(frame, {})
 

@@ -1,0 +1,60 @@
+"""Shared fixtures: a small synthetic store, and the real datasets' location.
+
+Real-data tests skip locally when ``../shared/datasets`` is absent, but fail
+under CI (``CI`` set), where the data must be there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shopsense.data.dataset import Dataset
+from shopsense.data.ingest import ingest
+from shopsense.data.synthetic import StoreConfig, write_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def datasets_root() -> Path:
+    return Path(os.environ.get("SHOPSENSE_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    """``real_data("ml-100k")`` → path of that shared dataset folder."""
+
+    def locate(name: str) -> Path:
+        path = datasets_root() / name
+        if not path.is_dir():
+            message = f"real dataset {name} not found at {path} (set SHOPSENSE_DATASETS)"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        return path
+
+    return locate
+
+
+SMALL_STORE = StoreConfig(users=400, items=250, days=30, seed=3)
+
+
+@pytest.fixture(scope="session")
+def raw_store(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("raw_store")
+    write_store(SMALL_STORE, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def store_dir(raw_store, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("store")
+    ingest("parquet", [raw_store], out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def store(store_dir) -> Dataset:
+    return Dataset.load(store_dir)
