@@ -204,3 +204,17 @@ def event_chunks(
     """Turn raw file chunks into :class:`EventChunk`, renaming columns with ``transform``."""
     for frame, malformed, first in chunks:
         yield EventChunk(transform(frame), file, first, malformed)
+
+
+def delimited_event_chunks(
+    files: list[Path],
+    delimiter: str,
+    transform: Callable[[pd.DataFrame], pd.DataFrame],
+    chunk_rows: int,
+    column_names: list[str] | None = None,
+) -> Iterator[EventChunk]:
+    """Event chunks of several delimited files, one after another."""
+    for f in files:
+        yield from event_chunks(
+            read_delimited(f, delimiter, column_names, chunk_rows), str(f), transform
+        )

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from shopsense.data.formats.common import ReadOptions, files_in
-from shopsense.data.sources import Source, event_chunks, read_delimited
+from shopsense.data.sources import Source, delimited_event_chunks
 
 
 def _transform(frame: pd.DataFrame) -> pd.DataFrame:
@@ -31,11 +31,5 @@ def _transform(frame: pd.DataFrame) -> pd.DataFrame:
 
 def read(paths: list[Path], options: ReadOptions) -> Source:
     files = files_in(paths, (".csv",))
-    events = (
-        chunk
-        for f in files
-        for chunk in event_chunks(
-            read_delimited(f, ";", chunk_rows=options.chunk_rows), str(f), _transform
-        )
-    )
+    events = delimited_event_chunks(files, ";", _transform, options.chunk_rows)
     return Source(name="diginetica", events=events, files=[str(f) for f in files])

@@ -52,23 +52,13 @@ def read(fmt: str, paths: list[Path], options: ReadOptions) -> Source:
     items_files = [f for f in files if f.name.startswith(("items", "catalog", "products"))]
     users_files = [f for f in files if f.name.startswith("users")]
     event_files = [f for f in files if f not in items_files and f not in users_files]
-    items = users = None
-    if items_files:
-        items = canonical_items(
-            pd.concat(
-                [read_table_whole(_chunks(fmt, f, options.chunk_rows)) for f in items_files],
-                ignore_index=True,
-            ),
-            options.mapping,
-        )
-    if users_files:
-        users = canonical_users(
-            pd.concat(
-                [read_table_whole(_chunks(fmt, f, options.chunk_rows)) for f in users_files],
-                ignore_index=True,
-            ),
-            options.mapping,
-        )
+
+    def whole(group: list[Path]) -> pd.DataFrame:
+        frames = [read_table_whole(_chunks(fmt, f, options.chunk_rows)) for f in group]
+        return pd.concat(frames, ignore_index=True)
+
+    items = canonical_items(whole(items_files), options.mapping) if items_files else None
+    users = canonical_users(whole(users_files), options.mapping) if users_files else None
     events: Iterator[EventChunk] = itertools.chain.from_iterable(
         event_chunks(
             _chunks(fmt, f, options.chunk_rows),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from shopsense.data.formats.common import ReadOptions, files_in, map_types
-from shopsense.data.sources import Source, event_chunks, read_delimited
+from shopsense.data.sources import Source, delimited_event_chunks
 
 TYPES = {"view": "view", "cart": "addtocart", "purchase": "transaction"}
 
@@ -23,13 +23,7 @@ def _transform(frame: pd.DataFrame) -> pd.DataFrame:
 
 def read(paths: list[Path], options: ReadOptions) -> Source:
     files = [f for f in files_in(paths, (".csv",)) if f.name.startswith("events")]
-    events = (
-        chunk
-        for f in files
-        for chunk in event_chunks(
-            read_delimited(f, ",", chunk_rows=options.chunk_rows), str(f), _transform
-        )
-    )
+    events = delimited_event_chunks(files, ",", _transform, options.chunk_rows)
     return Source(
         name="retailrocket", events=events, timestamp_unit="ms", files=[str(f) for f in files]
     )

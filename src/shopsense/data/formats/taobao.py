@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from shopsense.data.formats.common import ReadOptions, files_in, map_types
-from shopsense.data.sources import Source, event_chunks, read_delimited
+from shopsense.data.sources import Source, delimited_event_chunks
 
 COLUMNS = ["user_id", "item_id", "item_category", "type", "timestamp"]
 TYPES = {"view": "pv", "purchase": "buy", "cart": "cart", "fav": "fav"}
@@ -22,13 +22,7 @@ def _transform(frame: pd.DataFrame) -> pd.DataFrame:
 
 def read(paths: list[Path], options: ReadOptions) -> Source:
     files = files_in(paths, (".csv",))
-    events = (
-        chunk
-        for f in files
-        for chunk in event_chunks(
-            read_delimited(f, ",", COLUMNS, options.chunk_rows), str(f), _transform
-        )
-    )
+    events = delimited_event_chunks(files, ",", _transform, options.chunk_rows, COLUMNS)
     return Source(
         name="taobao",
         events=events,

@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory figures, printed with the machine they ran on."""

@@ -1,0 +1,40 @@
+"""``make bench``: run every benchmark, print the figures and the machine,
+and write them to ``bench-output/results.json``.
+
+``python -m bench NAME ...`` runs only the named ones.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from bench import evaluation_speed, generator, ingest_scale, recbole_check
+from bench.common import OUTPUT, machine
+
+BENCHMARKS = {
+    "generator": generator.run,
+    "evaluation": evaluation_speed.run,
+    "recbole": recbole_check.run,
+    "ingest": ingest_scale.run,
+}
+
+
+def main(names: list[str]) -> None:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    info = machine()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    results: dict = {"machine": info, "date": time.strftime("%Y-%m-%d")}
+    for name in names or list(BENCHMARKS):
+        print(f"\n== {name}")
+        results[name] = BENCHMARKS[name]()
+    OUTPUT.mkdir(exist_ok=True)
+    (OUTPUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nfigures written to {OUTPUT / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
