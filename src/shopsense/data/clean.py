@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from shopsense.data.schema import EVENT_TYPES, ITEM_COLUMNS, RAW_EVENT_COLUMNS, USER_COLUMNS
 from shopsense.data.sources import EventChunk, TimestampUnit
@@ -56,11 +58,28 @@ class TableReport:
         }
 
 
+NA_TOKENS = pa.array(["", "NA", "NaN", "nan", "None", "null"])
+TEXT = pd.ArrowDtype(pa.string())
+
+
+def _arrow_text(series: pd.Series) -> pa.ChunkedArray | pa.Array:
+    """The values as Arrow strings, whatever they were read as."""
+    if isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_string(series.dtype.pyarrow_dtype):
+        return series.array._pa_array  # noqa: SLF001 (the ArrowExtensionArray's own data)
+    try:
+        return pc.cast(pa.array(series, from_pandas=True), pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        values = series.astype(object)
+        return pa.array(
+            values.where(values.isna(), values.astype(str)), pa.string(), from_pandas=True
+        )
+
+
 def _text(series: pd.Series) -> pd.Series:
-    """Stripped strings with empty and NA-like values as missing."""
-    s = series.astype(object).where(series.notna(), None)
-    s = s.map(lambda v: v if v is None else str(v).strip())
-    return s.where(~s.isin(["", "NA", "NaN", "nan", "None", "null"]), None)
+    """Stripped strings, with empty and NA-like values as missing (vectorized in Arrow)."""
+    arr = pc.utf8_trim_whitespace(_arrow_text(series))
+    arr = pc.if_else(pc.is_in(arr, value_set=NA_TOKENS), pa.scalar(None, pa.string()), arr)
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=series.index, dtype=TEXT)
 
 
 def parse_timestamps(raw: pd.Series, unit: TimestampUnit) -> np.ndarray:
@@ -170,9 +189,12 @@ class EventCleaner:
             rej.reject(~known.to_numpy(), "unknown_item")
         frame["timestamp"] = np.where(np.isnan(ts), 0, np.floor(ts)).astype(np.int64)
         frame["value"] = pd.to_numeric(raw["value"], errors="coerce").astype(float)
-        frame["context"] = raw["context"].map(
-            lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
-        )
+        context = raw["context"]
+        if context.dtype == object and context.notna().any():  # JSON lines give dicts
+            context = context.map(
+                lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
+            )
+        frame["context"] = _text(context)
         if "item_category" in raw.columns:
             frame["item_category"] = _text(raw["item_category"])
         for reason, count in Counter(rej.reason[~rej.ok]).items():

@@ -51,28 +51,32 @@ EVENT_SCHEMA = pa.schema(
 
 
 class IdMap:
-    """Source ids (strings) to dense int32 ids, in order of first appearance."""
+    """Source ids (strings) to dense int32 ids, in order of first appearance.
+
+    Each chunk's distinct ids are looked up at once in a hash index, so the
+    cost per chunk is vectorized whatever the number of ids.
+    """
 
     def __init__(self, initial: Iterable[str] = ()) -> None:
-        self.ids: list[str] = []
-        self.index: dict[str, int] = {}
-        for value in initial:
-            self._get(value)
+        self._index = pd.Index([], dtype=object)
+        self.encode(pd.Series(list(initial), dtype=object))
 
-    def _get(self, value: str) -> int:
-        code = self.index.get(value)
-        if code is None:
-            code = self.index[value] = len(self.ids)
-            self.ids.append(value)
-        return code
+    @property
+    def ids(self) -> list[str]:
+        return self._index.tolist()
 
     def encode(self, values: pd.Series) -> np.ndarray:
         codes, uniques = pd.factorize(values)
-        mapped = np.fromiter((self._get(str(u)) for u in uniques), np.int32, len(uniques))
-        return mapped[codes]
+        uniques = pd.Index(np.asarray(uniques, dtype=object))
+        found = self._index.get_indexer(uniques)
+        new = found < 0
+        found[new] = np.arange(len(self._index), len(self._index) + int(new.sum()))
+        if new.any():
+            self._index = self._index.append(uniques[new])
+        return found.astype(np.int32)[codes]
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._index)
 
 
 @dataclass
@@ -223,19 +227,19 @@ def _encode(
         {
             "user": pa.array(user_map.encode(accepted["user_id"]), pa.int32()),
             "item": pa.array(item, pa.int32()),
-            "type": pa.array(accepted["type"].astype(str).to_numpy(), pa.string()),
+            "type": _strings(accepted["type"]),
             "timestamp": pa.array(accepted["timestamp"].to_numpy(np.int64), pa.int64()),
-            "session": pa.array(
-                accepted["session_id"].to_numpy(object), pa.string(), from_pandas=True
-            ),
-            "query": pa.array(accepted["query"].to_numpy(object), pa.string(), from_pandas=True),
+            "session": _strings(accepted["session_id"]),
+            "query": _strings(accepted["query"]),
             "value": pa.array(accepted["value"].to_numpy(float), pa.float64(), from_pandas=True),
-            "context": pa.array(
-                accepted["context"].to_numpy(object), pa.string(), from_pandas=True
-            ),
+            "context": _strings(accepted["context"]),
         },
         schema=EVENT_SCHEMA,
     )
+
+
+def _strings(series: pd.Series) -> pa.Array:
+    return pa.array(series.astype(object).to_numpy(), pa.string(), from_pandas=True)
 
 
 def _items_table(

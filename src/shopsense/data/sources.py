@@ -131,7 +131,7 @@ def read_delimited(
         pending.append(batch)
         pending_rows += batch.num_rows
         if pending_rows >= chunk_rows:
-            frame = pa.Table.from_batches(pending).to_pandas()
+            frame = pa.Table.from_batches(pending).to_pandas(types_mapper=pd.ArrowDtype)
             yield frame, malformed[:], record
             record += len(frame)
             malformed.clear()
@@ -142,7 +142,7 @@ def read_delimited(
             if pending
             else pa.table({c: pa.array([], pa.string()) for c in column_names})
         )
-        yield table.to_pandas(), malformed[:], record
+        yield table.to_pandas(types_mapper=pd.ArrowDtype), malformed[:], record
 
 
 def read_jsonl(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list, int]]:
@@ -192,7 +192,7 @@ def read_table_whole(chunks: Iterator[tuple[pd.DataFrame, list, int]]) -> pd.Dat
         if malformed:
             number, text = malformed[0]
             raise ShopsenseError(f"malformed line {number}: {text[:120]!r}")
-        frames.append(frame)
+        frames.append(frame.astype(object).where(frame.notna(), None))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from shopsense.data.schema import ITEM_COLUMNS, RAW_EVENT_COLUMNS, USER_COLUMNS
@@ -65,12 +66,17 @@ def rename_columns(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame
 
 
 def map_types(types: pd.Series, type_map: dict[str, str]) -> pd.Series:
-    """Source event-type values to canonical ones; unmapped values pass unchanged."""
+    """Source event-type values to canonical ones; unmapped values pass unchanged.
+
+    Event types have few distinct values, so only those are mapped in Python.
+    """
     if not type_map:
         return types
     inverse = {src.lower(): canon for canon, src in type_map.items()}
-    lowered = types.astype(object).map(lambda v: v if v is None else str(v).strip().lower())
-    return lowered.map(lambda v: inverse.get(v, v) if v is not None else None)
+    codes, uniques = pd.factorize(types)
+    mapped = [inverse.get(str(u).strip().lower(), u) for u in uniques]
+    out = np.array([*mapped, None], dtype=object)[codes]  # code -1 (missing) → None
+    return pd.Series(out, index=types.index)
 
 
 def fold_extras(frame: pd.DataFrame, keep: tuple[str, ...], into: str) -> pd.DataFrame:
