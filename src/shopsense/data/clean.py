@@ -65,7 +65,7 @@ TEXT = pd.ArrowDtype(pa.string())
 def _arrow_text(series: pd.Series) -> pa.ChunkedArray | pa.Array:
     """The values as Arrow strings, whatever they were read as."""
     if isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_string(series.dtype.pyarrow_dtype):
-        return series.array._pa_array  # noqa: SLF001 (the ArrowExtensionArray's own data)
+        return series.array._pa_array
     try:
         return pc.cast(pa.array(series, from_pandas=True), pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
