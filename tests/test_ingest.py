@@ -103,19 +103,29 @@ def test_ingested_dataset_keeps_source_ids(dirty_folder, tmp_path):
 
 
 def test_duplicates_across_chunk_boundaries(tmp_path):
-    rows = "\n".join(f"u{i % 7},i{i % 5},view,{1700000000 + i % 11}" for i in range(3000))
-    (tmp_path / "events.csv").write_text("user_id,item_id,type,timestamp\n" + rows + "\n")
+    # 6,000 distinct rows in 12 chunks, then each again in 12 more: duplicates are
+    # found across chunks and across more dedup segments than are kept unmerged.
+    rows = "\n".join(f"u{j % 13},i{j % 17},view,{1700000000 + j}" for j in range(6000))
+    (tmp_path / "events.csv").write_text("user_id,item_id,type,timestamp\n" + rows + "\n" + rows)
     report = ingest(
         "csv",
         [tmp_path / "events.csv"],
         tmp_path / "out",
-        ReadOptions(chunk_rows=1000),
+        ReadOptions(chunk_rows=500),
         progress=False,
     )
-    distinct = len({(i % 7, i % 5, i % 11) for i in range(3000)})
-    assert report["accepted"] == distinct
-    assert report["duplicates"] == 3000 - distinct
+    assert (report["accepted"], report["duplicates"]) == (6000, 6000)
     check_accounting(report)
+
+
+def test_chunks_have_the_asked_size(tmp_path):
+    from shopsense.data.sources import read_delimited
+
+    (tmp_path / "e.csv").write_text("a,b\n" + "\n".join(f"{i},{i}" for i in range(2500)) + "\n")
+    sizes = [
+        (len(f), first) for f, _, first in read_delimited(tmp_path / "e.csv", ",", chunk_rows=1000)
+    ]
+    assert sizes == [(1000, 0), (1000, 1000), (500, 2000)]
 
 
 def test_column_mapping_and_type_map(tmp_path):
@@ -196,3 +206,18 @@ def test_k_core_is_reported_as_quarantine(store_dir, raw_store, tmp_path):
 def test_missing_input_is_a_clear_error(tmp_path):
     with pytest.raises(ShopsenseError, match="no such file"):
         ingest("csv", [tmp_path / "nothing.csv"], tmp_path / "out", progress=False)
+
+
+def test_id_map_matches_a_dictionary_across_many_chunks():
+    import numpy as np
+
+    from shopsense.data.ingest import IdMap
+
+    rng = np.random.default_rng(0)
+    id_map, reference = IdMap(["seed"]), {"seed": 0}
+    for _ in range(30):  # more chunks than segments, so merges happen
+        chunk = pd.Series([f"id{x}" for x in rng.integers(0, 500, 200)])
+        for value in chunk:
+            reference.setdefault(value, len(reference))
+        np.testing.assert_array_equal(id_map.encode(chunk), [reference[v] for v in chunk])
+    assert id_map.ids == list(reference) and len(id_map) == len(reference)

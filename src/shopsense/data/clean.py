@@ -22,6 +22,7 @@ from shopsense.data.sources import EventChunk, TimestampUnit
 EARLIEST_TIMESTAMP = 631_152_000  # 1990-01-01 UTC: before any online store's logs
 FUTURE_SLACK_SECONDS = 86_400
 DEDUP_COLUMNS = ("user_id", "item_id", "type", "timestamp", "session_id", "query")
+MAX_SEGMENTS = 8
 
 
 @dataclass
@@ -154,7 +155,7 @@ class EventCleaner:
         self.time_window = time_window
         self.catalog = catalog
         self.report = TableReport()
-        self._seen = np.empty(0, np.uint64)
+        self._seen: list[np.ndarray] = []
 
     def clean(self, chunk: EventChunk) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Return (accepted events with ``timestamp`` as int64 seconds, quarantined rows)."""
@@ -216,15 +217,17 @@ class EventCleaner:
         return accepted, quarantine
 
     def _first_occurrences(self, good: pd.DataFrame) -> np.ndarray:
+        """Rows not seen before; seen hashes sit in a few sorted segments that are
+        merged now and then, so a chunk costs the same however many came before."""
         hashes = pd.util.hash_pandas_object(good[list(DEDUP_COLUMNS)], index=False).to_numpy()
-        first_in_chunk = ~pd.Series(hashes).duplicated().to_numpy()
-        pos = np.searchsorted(self._seen, hashes)
-        pos[pos == len(self._seen)] = 0
-        seen_before = (
-            (self._seen[pos] == hashes) if len(self._seen) else np.zeros(len(hashes), bool)
-        )
-        keep = first_in_chunk & ~seen_before
-        self._seen = np.union1d(self._seen, hashes[keep])
+        keep = ~pd.Series(hashes).duplicated().to_numpy()
+        for segment in self._seen:
+            pos = np.minimum(np.searchsorted(segment, hashes), len(segment) - 1)
+            keep &= segment[pos] != hashes
+        if keep.any():
+            self._seen.append(np.sort(hashes[keep]))
+            if len(self._seen) > MAX_SEGMENTS:
+                self._seen = [np.sort(np.concatenate(self._seen))]
         return keep
 
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from shopsense.data.clean import (
+    MAX_SEGMENTS,
     EventCleaner,
     TableReport,
     clean_items,
@@ -53,30 +54,43 @@ EVENT_SCHEMA = pa.schema(
 class IdMap:
     """Source ids (strings) to dense int32 ids, in order of first appearance.
 
-    Each chunk's distinct ids are looked up at once in a hash index, so the
-    cost per chunk is vectorized whatever the number of ids.
+    Ids live in a few hash-indexed segments; each chunk's new ids become a new
+    segment and segments are merged only now and then, so a chunk costs the
+    same however many ids came before it.
     """
 
     def __init__(self, initial: Iterable[str] = ()) -> None:
-        self._index = pd.Index([], dtype=object)
+        self._segments: list[pd.Index] = []
+        self._size = 0
         self.encode(pd.Series(list(initial), dtype=object))
 
     @property
     def ids(self) -> list[str]:
-        return self._index.tolist()
+        return [i for segment in self._segments for i in segment.tolist()]
 
     def encode(self, values: pd.Series) -> np.ndarray:
         codes, uniques = pd.factorize(values)
         uniques = pd.Index(np.asarray(uniques, dtype=object))
-        found = self._index.get_indexer(uniques)
+        found = np.full(len(uniques), -1, np.int64)
+        offset = 0
+        for segment in self._segments:
+            missing = np.flatnonzero(found < 0)
+            if not len(missing):
+                break
+            hit = segment.get_indexer(uniques[missing])
+            found[missing[hit >= 0]] = hit[hit >= 0] + offset
+            offset += len(segment)
         new = found < 0
-        found[new] = np.arange(len(self._index), len(self._index) + int(new.sum()))
         if new.any():
-            self._index = self._index.append(uniques[new])
+            found[new] = np.arange(self._size, self._size + int(new.sum()))
+            self._segments.append(uniques[new])
+            self._size += int(new.sum())
+            if len(self._segments) > MAX_SEGMENTS:
+                self._segments = [self._segments[0].append(self._segments[1:])]
         return found.astype(np.int32)[codes]
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._size
 
 
 @dataclass

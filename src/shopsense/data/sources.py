@@ -121,28 +121,28 @@ def read_delimited(
     record = 0
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
-    while True:
+    done = False
+    while not done:
         try:
             batch = reader.read_next_batch()
+            pending.append(batch)
+            pending_rows += batch.num_rows
         except StopIteration:
-            break
+            done = True
         except pa.ArrowInvalid as exc:
             raise ShopsenseError(f"cannot read {name}: {exc}") from None
-        pending.append(batch)
-        pending_rows += batch.num_rows
-        if pending_rows >= chunk_rows:
-            frame = pa.Table.from_batches(pending).to_pandas(types_mapper=pd.ArrowDtype)
-            yield frame, malformed[:], record
-            record += len(frame)
+        if pending_rows < chunk_rows and not done:
+            continue
+        table = pa.Table.from_batches(pending, schema=reader.schema)
+        while table.num_rows >= chunk_rows or (
+            done and (table.num_rows or malformed or not record)
+        ):
+            piece = table.slice(0, chunk_rows)
+            table = table.slice(chunk_rows)
+            yield piece.to_pandas(types_mapper=pd.ArrowDtype), malformed[:], record
+            record += piece.num_rows
             malformed.clear()
-            pending, pending_rows = [], 0
-    if pending or malformed or record == 0:
-        table = (
-            pa.Table.from_batches(pending)
-            if pending
-            else pa.table({c: pa.array([], pa.string()) for c in column_names})
-        )
-        yield table.to_pandas(types_mapper=pd.ArrowDtype), malformed[:], record
+        pending, pending_rows = table.to_batches(), table.num_rows
 
 
 def read_jsonl(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list, int]]:
