@@ -1,12 +1,21 @@
 """Every registered model passes the shared contract; model-specific checks follow."""
 
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from shopsense.errors import ShopsenseError
+from shopsense.models.als import ALS
+from shopsense.models.bpr import BPR
+from shopsense.models.ease import EASE
 from shopsense.models.itemknn import ItemKNN
+from shopsense.models.nmf import NMF
 from shopsense.models.pop import Popularity
 from shopsense.models.registry import create_model, model_names
+from shopsense.models.svd import PureSVD
+from shopsense.models.trending import Trending
+from shopsense.models.userknn import UserKNN
 from tests.recommender_contract import RecommenderContract
 from tests.test_split import tiny
 
@@ -19,6 +28,41 @@ class TestPopularity(RecommenderContract):
 class TestItemKNN(RecommenderContract):
     def make_model(self):
         return ItemKNN(k=20, shrink=5.0)
+
+
+class TestTrending(RecommenderContract):
+    def make_model(self):
+        return Trending(half_life_days=3.0)
+
+
+class TestUserKNN(RecommenderContract):
+    def make_model(self):
+        return UserKNN(k=20)
+
+
+class TestEASE(RecommenderContract):
+    def make_model(self):
+        return EASE(l2=50.0)
+
+
+class TestPureSVD(RecommenderContract):
+    def make_model(self):
+        return PureSVD(factors=16)
+
+
+class TestNMF(RecommenderContract):
+    def make_model(self):
+        return NMF(factors=8, max_iter=50)
+
+
+class TestALS(RecommenderContract):
+    def make_model(self):
+        return ALS(factors=16, iterations=5)
+
+
+class TestBPR(RecommenderContract):
+    def make_model(self):
+        return BPR(factors=16, iterations=20)
 
 
 def test_every_registered_model_has_a_contract_test():
@@ -68,3 +112,47 @@ def test_unknown_model_and_bad_parameters():
         create_model("nope")
     with pytest.raises(ShopsenseError, match="bad parameters"):
         create_model("itemknn", neighbours=3)
+
+
+def test_trending_prefers_recent_events():
+    ds = tiny([(0, 0, "view", 0), (0, 0, "view", 1), (1, 1, "view", 30 * 86_400)], 2, 3)
+    scores = Trending(half_life_days=1.0).fit(ds).item_scores_
+    assert scores[1] > scores[0] > scores[2] == 0
+
+
+def test_behaviour_weights_add_up_in_the_confidence_matrix():
+    from shopsense.models.factorization import confidence_matrix
+
+    ds = tiny(
+        [(0, 0, "view", 1), (0, 0, "view", 2), (0, 0, "purchase", 3), (0, 1, "cart", 4)], 1, 2
+    )
+    m = confidence_matrix(ds, {"purchase": 10.0}).toarray()
+    np.testing.assert_allclose(m, [[1 + 1 + 10, 4]])
+
+
+def test_ease_is_refused_above_its_item_limit(store):
+    with pytest.raises(ShopsenseError, match="max_items"):
+        EASE(max_items=10).fit(store)
+
+
+def test_als_folds_in_a_new_users_events_without_refit(store):
+    model = ALS(factors=16, iterations=10).fit(store)
+    # A user's own events, folded in, give scores close to the trained user's.
+    user = int(np.argmax(np.diff(store.user_item_matrix().indptr)))
+    from shopsense.models.factorization import confidence_matrix
+
+    row = confidence_matrix(store, None)[[user]]
+    folded = model.score(np.array([user]), user_items=row)[0]
+    trained = model.score(np.array([user]))[0]
+    assert np.corrcoef(folded, trained)[0, 1] > 0.95
+    # Events on one category shift the recommendations to it.
+    category = store.items["category"].to_numpy()
+    counts = np.bincount(store.interactions["item"], minlength=store.n_items)
+    target = pd.Series(category).value_counts().index[0]  # the largest category
+    in_target = np.flatnonzero(category == target)
+    items = in_target[np.argsort(-counts[in_target])[:5]]
+    fresh = sp.csr_matrix(
+        (np.ones(len(items)), (np.zeros(len(items), int), items)), shape=(1, store.n_items)
+    )
+    ids, _ = model.recommend(np.array([user]), k=5, user_items=fresh)
+    assert np.mean(category[ids[0]] == target) >= 0.6

@@ -14,6 +14,9 @@ EVENT_TYPES: Final = ("view", "click", "cart", "fav", "purchase", "search")
 """Behaviour types, ordered from weakest to strongest intent (search aside)."""
 
 EVENT_CODE: Final = {name: code for code, name in enumerate(EVENT_TYPES)}
+DEFAULT_EVENT_WEIGHTS: Final = {"view": 1.0, "click": 2.0, "cart": 4.0, "fav": 6.0, "purchase": 8.0}
+"""Implicit-feedback confidence of each behaviour; repeated events add up."""
+
 NO_ITEM: Final = -1
 """Item id of events that concern no item (a search with nothing clicked)."""
 

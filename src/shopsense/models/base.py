@@ -77,15 +77,20 @@ class Recommender(ABC):
         """
         self._check_fitted()
         users = self._check_ids(users, self.n_users_, "user")
-        history = self.user_items_[users] if user_items is None else sp.csr_matrix(user_items)
-        if history.shape != (len(users), self.n_items_):
+        history = None if user_items is None else sp.csr_matrix(user_items, dtype=np.float32)
+        if history is not None and history.shape != (len(users), self.n_items_):
             raise ShopsenseError(
                 f"user_items must have shape ({len(users)}, {self.n_items_}), got {history.shape}"
             )
         return np.asarray(self._score(users, history), dtype=np.float32)
 
+    def _history(self, users: np.ndarray, history: sp.csr_matrix | None) -> sp.csr_matrix:
+        """The fresh history when one was passed, else what ``fit`` saw."""
+        return self.user_items_[users] if history is None else history
+
     @abstractmethod
-    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray: ...
+    def _score(self, users: np.ndarray, history: sp.csr_matrix | None) -> np.ndarray:
+        """Scores for ``users``; ``history`` is None unless fresh events were passed."""
 
     def recommend(
         self,

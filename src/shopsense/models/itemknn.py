@@ -48,8 +48,8 @@ class ItemKNN(Recommender):
             shape=(n, n),
         )
 
-    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        return (history @ self.similarity_).toarray()
+    def _score(self, users: np.ndarray, history: sp.csr_matrix | None) -> np.ndarray:
+        return (self._history(users, history) @ self.similarity_).toarray()
 
     def _similarity(self, items: np.ndarray) -> np.ndarray:
         return self.similarity_[items].toarray()

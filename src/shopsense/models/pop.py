@@ -21,7 +21,7 @@ class Popularity(Recommender):
         items = dataset.interactions["item"].to_numpy()
         self.item_counts_ = np.bincount(items, minlength=dataset.n_items).astype(np.float32)
 
-    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+    def _score(self, users: np.ndarray, history: sp.csr_matrix | None) -> np.ndarray:
         return np.broadcast_to(self.item_counts_, (len(users), self.n_items_)).copy()
 
     def _similarity(self, items: np.ndarray) -> np.ndarray:

@@ -16,6 +16,13 @@ from shopsense.models.base import Recommender
 MODELS: dict[str, str] = {
     "pop": "shopsense.models.pop:Popularity",
     "itemknn": "shopsense.models.itemknn:ItemKNN",
+    "trending": "shopsense.models.trending:Trending",
+    "userknn": "shopsense.models.userknn:UserKNN",
+    "ease": "shopsense.models.ease:EASE",
+    "svd": "shopsense.models.svd:PureSVD",
+    "nmf": "shopsense.models.nmf:NMF",
+    "als": "shopsense.models.als:ALS",
+    "bpr": "shopsense.models.bpr:BPR",
 }
 
 

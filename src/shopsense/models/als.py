@@ -1,0 +1,66 @@
+"""ALS for implicit feedback (Hu, Koren & Volinsky, 2008), from the ``implicit`` library."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+
+from shopsense.data.dataset import Dataset
+from shopsense.models.factorization import FactorModel, confidence_matrix
+
+
+class ALS(FactorModel):
+    """Weighted matrix factorization with confidence ``1 + alpha · weight``.
+
+    With fresh history, a user's factors are solved again from it (implicit's
+    ``recalculate_user``), so new or changed users need no full refit.
+    """
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        event_weights: dict | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.event_weights = event_weights
+        self.random_state = random_state
+
+    def _implicit(self) -> AlternatingLeastSquares:
+        return AlternatingLeastSquares(
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            random_state=self.random_state,
+        )
+
+    def _fit(self, dataset: Dataset, progress: bool) -> None:
+        with threadpool_limits(1, "blas"):  # implicit runs its own threads
+            model = self._implicit()
+            model.fit(confidence_matrix(dataset, self.event_weights), show_progress=progress)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+
+    def fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """Factors of users (one row of events each) solved against the item factors."""
+        user_items = sp.csr_matrix(user_items, dtype=np.float32)
+        with threadpool_limits(1, "blas"):
+            model = self._implicit()
+            model.item_factors = self.item_factors_
+            model.user_factors = np.zeros((1, self.item_factors_.shape[1]), np.float32)
+            return model.recalculate_user(np.arange(user_items.shape[0]), user_items)
+
+    def _score(self, users: np.ndarray, history: sp.csr_matrix | None) -> np.ndarray:
+        factors = self.user_factors_[users] if history is None else self.fold_in(history)
+        return factors @ self.item_factors_.T

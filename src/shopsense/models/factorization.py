@@ -1,0 +1,36 @@
+"""What the matrix-factorization models share: behaviour confidence, and user
+and item factors that score by dot product."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shopsense.data.dataset import Dataset
+from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS
+from shopsense.models.base import Recommender
+
+
+def confidence_matrix(dataset: Dataset, event_weights: dict | None):
+    """Users × items confidence: behaviour weights summed over repeated events."""
+    return dataset.user_item_matrix(
+        {**DEFAULT_EVENT_WEIGHTS, **(event_weights or {})}, binary=False
+    )
+
+
+class FactorModel(Recommender):
+    """Scores are ``user_factors_ · item_factors_``; subclasses learn both."""
+
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+
+    def _similarity(self, items: np.ndarray) -> np.ndarray:
+        f = self.item_factors_
+        norms = np.linalg.norm(f, axis=1) + 1e-12
+        return (f[items] @ f.T) / (norms[items, None] * norms[None, :])
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_ = arrays["user_factors"]
+        self.item_factors_ = arrays["item_factors"]
