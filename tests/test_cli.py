@@ -9,7 +9,7 @@ import pytest
 
 from shopsense.cli import cli, main
 
-COMMANDS = ["generate", "ingest", "train", "evaluate", "recommend", "models"]
+COMMANDS = ["generate", "ingest", "train", "evaluate", "recommend", "tune", "models"]
 
 
 def run(capsys, *args):

@@ -367,6 +367,36 @@ def recommend(model_dir: Path, user_id: str, k: int, data: Path | None, n_histor
         )
 
 
+@cli.command()
+@click.option(
+    "--data", required=True, type=click.Path(path_type=Path), help="Ingested dataset folder."
+)
+@click.option("--model", "name", required=True, help="Model name (see `shopsense models`).")
+@click.option("--trials", default=30, show_default=True, type=click.IntRange(1))
+@click.option("--split", type=SPLIT_CHOICES, default="loo", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON file for the best parameters (default: tuned-MODEL.json).",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+def tune(data: Path, name: str, trials: int, split: str, out: Path | None, seed: int) -> None:
+    """Search a model's parameters with Optuna for the best validation NDCG@10.
+
+    The file written is what `shopsense train --params FILE` takes.
+    """
+    from shopsense.tuning import tune as run_tune
+
+    best = run_tune(Dataset.load(data), name, trials, split, seed, progress=_progress())
+    out = out or Path(f"tuned-{name}.json")
+    out.write_text(json.dumps(best, indent=2) + "\n")
+    click.echo(
+        f"best validation NDCG@10 {best['valid_NDCG@10']:.4f} after {trials} trials with "
+        f"{json.dumps(best['params'])}\nwritten to {out}; use: shopsense train --params {out}"
+    )
+
+
 @cli.command(name="models")
 def list_models() -> None:
     """List the registered models."""

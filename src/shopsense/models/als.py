@@ -36,6 +36,15 @@ class ALS(FactorModel):
         self.event_weights = event_weights
         self.random_state = random_state
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "factors": trial.suggest_int("factors", 8, 256, log=True),
+            "regularization": trial.suggest_float("regularization", 1e-3, 10.0, log=True),
+            "alpha": trial.suggest_float("alpha", 0.1, 50.0, log=True),
+            "iterations": trial.suggest_int("iterations", 5, 30),
+        }
+
     def _implicit(self) -> AlternatingLeastSquares:
         return AlternatingLeastSquares(
             factors=self.factors,

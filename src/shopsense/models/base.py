@@ -42,6 +42,11 @@ class Recommender(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    @staticmethod
+    def search_space(trial: Any) -> dict[str, Any]:
+        """Parameters for an Optuna ``trial`` to try (``shopsense tune``); none by default."""
+        return {}
+
     # ------------------------------------------------------------------ fitting
     def fit(self, dataset: Dataset, progress: bool = False) -> Self:
         """Learn from ``dataset``'s interactions; returns ``self``."""

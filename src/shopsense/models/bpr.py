@@ -31,6 +31,15 @@ class BPR(FactorModel):
         self.iterations = iterations
         self.random_state = random_state
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "factors": trial.suggest_int("factors", 16, 128, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 0.1, log=True),
+            "regularization": trial.suggest_float("regularization", 1e-4, 0.1, log=True),
+            "iterations": trial.suggest_int("iterations", 50, 1000, log=True),
+        }
+
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         model = BayesianPersonalizedRanking(
             factors=self.factors,

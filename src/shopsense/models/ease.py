@@ -21,6 +21,10 @@ class EASE(Recommender):
         self.l2 = l2
         self.max_items = max_items
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {"l2": trial.suggest_float("l2", 1.0, 5000.0, log=True)}
+
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         n = dataset.n_items
         if n > self.max_items:

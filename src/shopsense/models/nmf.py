@@ -30,6 +30,13 @@ class NMF(FactorModel):
         self.event_weights = event_weights
         self.random_state = random_state
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "factors": trial.suggest_int("factors", 8, 128, log=True),
+            "l2": trial.suggest_float("l2", 1e-4, 1.0, log=True),
+        }
+
     def _estimator(self) -> SklearnNMF:
         return SklearnNMF(
             n_components=self.factors,

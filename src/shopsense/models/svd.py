@@ -20,6 +20,10 @@ class PureSVD(Recommender):
         self.factors = factors
         self.random_state = random_state
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {"factors": trial.suggest_int("factors", 8, 256, log=True)}
+
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         k = max(1, min(self.factors, min(self.user_items_.shape) - 1))
         _, _, vt = randomized_svd(self.user_items_, k, random_state=self.random_state)

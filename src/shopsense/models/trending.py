@@ -22,6 +22,10 @@ class Trending(Recommender):
         self.half_life_days = half_life_days
         self.event_weights = event_weights
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {"half_life_days": trial.suggest_float("half_life_days", 0.5, 60.0, log=True)}
+
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         ev = dataset.interactions
         weights = {**DEFAULT_EVENT_WEIGHTS, **(self.event_weights or {})}

@@ -23,6 +23,13 @@ class UserKNN(Recommender):
         self.k = k
         self.shrink = shrink
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {
+            "k": trial.suggest_int("k", 10, 500, log=True),
+            "shrink": trial.suggest_float("shrink", 0.0, 100.0),
+        }
+
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         x = self.user_items_
         self.user_norms_ = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel()).astype(np.float32)
