@@ -135,6 +135,13 @@ class Recommender(ABC):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027 (optional hook)
         """Restore what ``_state`` returned."""
 
+    def _json_state(self) -> dict[str, Any]:
+        """Learnt state that is text, not arrays (a vocabulary); saved in ``model.json``."""
+        return {}
+
+    def _set_json_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Restore what ``_json_state`` returned (called before ``_set_state``)."""
+
     def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
         """Write the model to folder ``path`` (``model.json`` + ``arrays.safetensors``)."""
         self._check_fitted()
@@ -153,6 +160,7 @@ class Recommender(ABC):
             "params": self.get_params(),
             "n_users": self.n_users_,
             "n_items": self.n_items_,
+            "state": self._json_state(),
             "meta": meta or {},
         }
         (path / PARAMS_FILE).write_text(json.dumps(doc, indent=2) + "\n")
@@ -180,5 +188,6 @@ class Recommender(ABC):
             (np.ones(len(indices), np.float32), indices, indptr),
             shape=(model.n_users_, model.n_items_),
         )
+        model._set_json_state(doc.get("state", {}))
         model._set_state(arrays)
         return model

@@ -23,6 +23,7 @@ MODELS: dict[str, str] = {
     "nmf": "shopsense.models.nmf:NMF",
     "als": "shopsense.models.als:ALS",
     "bpr": "shopsense.models.bpr:BPR",
+    "content": "shopsense.models.content:ContentBased",
 }
 
 
