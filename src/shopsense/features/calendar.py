@@ -41,8 +41,8 @@ def calendar_features(
     return pd.DataFrame(
         {
             "hour": np.asarray(local.hour, np.int8),
-            "weekday": np.asarray(local.weekday, np.int8),
-            "is_weekend": np.asarray(local.weekday) >= 5,
+            "weekday": np.asarray(local.day_of_week, np.int8),
+            "is_weekend": np.asarray(local.day_of_week) >= 5,
             "month": np.asarray(local.month, np.int8),
             "is_holiday": is_holiday,
         }
