@@ -117,11 +117,15 @@ class Recommender(ABC):
 
     def similar_items(self, items: np.ndarray | int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most similar to each of ``items`` (never the item itself)."""
+        sims = self.similar_scores(items)
+        sims[np.arange(len(sims)), np.atleast_1d(items)] = -np.inf
+        return top_k(sims, k)
+
+    def similar_scores(self, items: np.ndarray | int) -> np.ndarray:
+        """Similarity of each of ``items`` to every item, a ``(len(items), n_items)`` array."""
         self._check_fitted()
         items = self._check_ids(items, self.n_items_, "item")
-        sims = np.asarray(self._similarity(items), dtype=np.float32)
-        sims[np.arange(len(items)), items] = -np.inf
-        return top_k(sims, k)
+        return np.asarray(self._similarity(items), dtype=np.float32)
 
     @abstractmethod
     def _similarity(self, items: np.ndarray) -> np.ndarray:

@@ -24,6 +24,8 @@ MODELS: dict[str, str] = {
     "als": "shopsense.models.als:ALS",
     "bpr": "shopsense.models.bpr:BPR",
     "content": "shopsense.models.content:ContentBased",
+    "blend": "shopsense.models.blend:Blend",
+    "rerank": "shopsense.models.rerank:Rerank",
 }
 
 
