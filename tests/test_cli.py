@@ -174,3 +174,24 @@ def test_console_script_runs(tmp_path):
         check=False,
     )
     assert done.returncode == 0 and "itemknn" in done.stdout
+
+
+def test_html_report_is_self_contained(capsys, store_dir, tmp_path):
+    report = tmp_path / "report.html"
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--data",
+        str(store_dir),
+        "--models",
+        "pop,itemknn",
+        "--k",
+        "5,10",
+        "--report",
+        str(report),
+    )
+    assert code == 0 and "report written" in out
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert "<td>itemknn</td>" in page and "<td>pop</td>" in page
+    assert "http://" not in page and "https://" not in page  # nothing to fetch

@@ -256,6 +256,12 @@ def train(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the results as JSON.",
 )
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report with plots.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 def evaluate(
     data: Path,
@@ -266,6 +272,7 @@ def evaluate(
     mode: str,
     params: tuple[str, ...],
     json_path: Path | None,
+    report_path: Path | None,
     seed: int,
 ) -> None:
     """Train each model on the split's training part and rank all items for every test user."""
@@ -301,6 +308,11 @@ def evaluate(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(doc, indent=2) + "\n")
         click.echo(f"\nresults written to {json_path}")
+    if report_path is not None:
+        from shopsense.evaluation.html_report import write_html_report
+
+        write_html_report(report_path, header, results, ks)
+        click.echo(f"report written to {report_path}")
 
 
 def _when(ts: int, dataset: Dataset) -> str:
