@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from bench import evaluation_speed, generator, ingest_scale, recbole_check
+from bench import evaluation_speed, generator, ingest_scale, model_table, recbole_check
 from bench.common import OUTPUT, machine
 
 BENCHMARKS = {
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "evaluation": evaluation_speed.run,
     "recbole": recbole_check.run,
     "ingest": ingest_scale.run,
+    "models": model_table.run,
 }
 
 

@@ -1,7 +1,9 @@
 """Hybrid (b): a LightGBM LambdaRank re-ranker over the union of several
 models' candidates.
 
-``fit`` holds out each user's newest item (leave-one-out), fits the candidate
+``fit`` holds out part of each user's items, as the task it will face does
+(``holdout="loo"``: the newest item, for next-item recommendation;
+``"random"``: a random 10%, for "what else will they like"), fits the candidate
 models on the rest, and trains the ranker to put the held-out item first
 among the candidates; then it refits the candidate models on all the data.
 Features: each model's normalized score and rank, item popularity, recency and
@@ -63,12 +65,9 @@ class ItemStats:
             recency = np.where(np.isnan(last), -1.0, (now - last) / unit)
         else:
             recency = np.full(n, -1.0)
-        price = pd.to_numeric(dataset.items.get("price"), errors="coerce")
-        price = (
-            np.log1p(price.fillna(-1).clip(lower=-1).to_numpy(float))
-            if price is not None
-            else np.zeros(n)
-        )
+        price = pd.to_numeric(dataset.items["price"], errors="coerce").to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            price = np.where(np.isnan(price) | (price < 0), -1.0, np.log1p(price))
         category = dataset.items["category"].fillna("").astype(str)
         leaf = pd.factorize(category)[0]
         top = pd.factorize(category.str.split(CATEGORY_SEP).str[0])[0]
@@ -110,14 +109,16 @@ class Rerank(Recommender):
         self,
         candidates: dict[str, dict] | None = None,
         n_candidates: int = 50,
-        n_estimators: int = 200,
+        holdout: str = "loo",
+        n_estimators: int = 100,
         learning_rate: float = 0.05,
-        num_leaves: int = 31,
+        num_leaves: int = 15,
         max_train_users: int = 5000,
         seed: int = 0,
     ) -> None:
         self.candidates = candidates
         self.n_candidates = n_candidates
+        self.holdout = holdout
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -173,7 +174,9 @@ class Rerank(Recommender):
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         import lightgbm
 
-        inner = split_dataset(dataset, "loo", seed=self.seed)
+        if self.holdout not in ("loo", "random"):
+            raise ShopsenseError(f"holdout must be 'loo' or 'random', not {self.holdout!r}")
+        inner = split_dataset(dataset, self.holdout, seed=self.seed)
         parts = build_parts(self._spec())
         fit_parts(parts, inner.train, progress)
         stats = ItemStats.of(inner.train)
