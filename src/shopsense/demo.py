@@ -1,7 +1,8 @@
 """``make demo``: the whole pipeline on the built-in synthetic store.
 
-generate → ingest (with its cleaning report) → evaluate pop and itemknn →
-train itemknn on everything → three users' recent history and top-5 picks.
+generate → ingest (with its cleaning report) → evaluate baselines, a
+collaborative model, a content model and the hybrid re-ranker → train the
+hybrid on everything → three users' recent history and top-5 picks.
 """
 
 from __future__ import annotations
@@ -26,23 +27,26 @@ def _run(*args: str) -> None:
 
 def run_demo(out: Path, users: int = 5000, items: int = 2000) -> None:
     started = time.perf_counter()
-    raw, data, model = out / "raw", out / "data", out / "model-itemknn"
+    raw, data, model = out / "raw", out / "data", out / "model-rerank"
     _run("generate", "--out", str(raw), "--users", str(users), "--items", str(items))
     _run("ingest", "--format", "parquet", "--out", str(data), str(raw))
+    models = "pop,itemknn,als,content,rerank"
     _run(
         "evaluate",
         "--data",
         str(data),
         "--models",
-        "pop,itemknn",
+        models,
         "--split",
         "loo",
         "--k",
         "5,10,20",
         "--json",
         str(out / "evaluation.json"),
+        "--report",
+        str(out / "evaluation.html"),
     )
-    _run("train", "--data", str(data), "--model", "itemknn", "--out", str(model))
+    _run("train", "--data", str(data), "--model", "rerank", "--out", str(model))
     from shopsense.data.dataset import Dataset
 
     dataset = Dataset.load(data)
