@@ -20,9 +20,9 @@ class BPR(FactorModel):
     def __init__(
         self,
         factors: int = 64,
-        learning_rate: float = 0.05,
-        regularization: float = 0.001,
-        iterations: int = 100,
+        learning_rate: float = 0.01,
+        regularization: float = 0.05,
+        iterations: int = 300,
         random_state: int = 0,
     ) -> None:
         self.factors = factors
