@@ -7,26 +7,23 @@
 
 "tuned" rows take the parameters ``shopsense tune`` finds on the validation
 part (``SHOPSENSE_BENCH_TRIALS`` Optuna trials, default 12); the test part is
-never seen while tuning. Peak memory is the growth of this process's resident
-memory while the model fits and is evaluated, sampled every 20 ms.
+never seen while tuning. Peak memory is how far a child process's peak resident memory grows
+while the model fits and is evaluated, beyond what loading the data took.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
-import threading
-import time
 
-import psutil
-
-from bench.common import datasets_root
+from bench.common import REPO, datasets_root
+from bench.model_run import COLUMNS
 from shopsense.data.dataset import Dataset
 from shopsense.data.ingest import ingest
-from shopsense.data.split import split_dataset
-from shopsense.errors import ShopsenseError
-from shopsense.evaluation.evaluate import evaluate
-from shopsense.models.registry import create_model
 from shopsense.tuning import tune
 
 DATASETS = {
@@ -60,51 +57,22 @@ RERANK = {
     "taobao-userbehavior-sample": {},
 }
 TRIALS = int(os.environ.get("SHOPSENSE_BENCH_TRIALS", 12))
-COLUMNS = ("Recall@10", "NDCG@10", "MRR@10", "Hit@10", "Precision@10", "F1@10", "Coverage@10")
+
 RECBOLE_BPR_NDCG = 0.2928
 
 
-class PeakMemory:
-    """Largest resident-memory growth seen while the block runs."""
-
-    def __enter__(self) -> PeakMemory:
-        self.proc = psutil.Process()
-        self.base = self.proc.memory_info().rss
-        self.peak = self.base
-        self.running = True
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        self.thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def mib(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
-def _run(name: str, params: dict, split) -> dict:
-    with PeakMemory() as mem:
-        started = time.perf_counter()
-        try:
-            model = create_model(name, **params).fit(split.train)
-        except ShopsenseError as exc:
-            return {"error": str(exc)}
-        fit = time.perf_counter() - started
-        r = evaluate(model, split, ks=(10,))
-    return {
-        **{c: round(r[c], 4) for c in COLUMNS},
-        "fit_seconds": round(fit, 2),
-        "peak_mib": round(mem.mib),
-    }
+def _run(name: str, params: dict, data: str, method: str) -> dict:
+    """Fit and evaluate in a child process (see ``bench.model_run``)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.model_run", data, method, name, json.dumps(params)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _table(title: str, rows: dict[str, dict]) -> None:
@@ -130,20 +98,19 @@ def run() -> dict:
         if not path.is_dir():
             print(f"{folder}: skipped, not found at {path}")
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            ingest(fmt, [path], tmp, progress=False)
-            dataset = Dataset.load(tmp)
-        split = split_dataset(dataset, method, seed=0)
+        tmp = tempfile.mkdtemp(prefix="shopsense-bench-")
+        ingest(fmt, [path], tmp, progress=False)
+        dataset = Dataset.load(tmp)
         rows: dict[str, dict] = {}
         for name in MODELS:
-            rows[name] = _run(name, RERANK[folder] if name == "rerank" else {}, split)
+            rows[name] = _run(name, RERANK[folder] if name == "rerank" else {}, tmp, method)
             print(f"  .. {folder} {name}: {rows[name]}", flush=True)
         for name in TUNED:
             if "error" in rows[name]:
                 continue
             best = tune(dataset, name, TRIALS, split=method, seed=0)
             rows[f"{name} (tuned)"] = {
-                **_run(name, best["params"], split),
+                **_run(name, best["params"], tmp, method),
                 "params": best["params"],
             }
             print(f"  .. {folder} {name} tuned: {rows[f'{name} (tuned)']}", flush=True)
@@ -153,6 +120,7 @@ def run() -> dict:
             rows,
         )
         out[folder] = {"split": method, "rows": rows}
+        shutil.rmtree(tmp, ignore_errors=True)
         if folder == "ml-100k":
             scored = {k: v["NDCG@10"] for k, v in rows.items() if "NDCG@10" in v}
             ours = max(v for k, v in scored.items() if k.split()[0] in ("bpr", "als", "ease"))
