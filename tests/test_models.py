@@ -76,7 +76,7 @@ def test_every_registered_model_has_a_contract_test():
 def test_popularity_counts_interactions():
     ds = tiny([(0, 1, "view", 1), (1, 1, "view", 2), (1, 1, "cart", 3), (0, 2, "view", 4)], 3, 4)
     model = Popularity().fit(ds)
-    np.testing.assert_array_equal(model.item_counts_, [0, 3, 1, 0])
+    np.testing.assert_array_equal(model.item_scores_, [0, 3, 1, 0])
     ids, _ = model.recommend(np.array([2]), k=2)
     assert ids[0].tolist() == [1, 2]
 

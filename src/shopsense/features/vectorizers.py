@@ -25,8 +25,11 @@ class BagOfWords:
         self.max_features = max_features
         self.binary = binary
 
+    estimator: type[CountVectorizer] = CountVectorizer
+    options: dict[str, Any] = {}  # noqa: RUF012 (read-only per class)
+
     def _vectorizer(self, vocabulary: dict[str, int] | None = None) -> CountVectorizer:
-        return CountVectorizer(
+        return self.estimator(
             tokenizer=tokenize,
             lowercase=False,
             token_pattern=None,
@@ -34,6 +37,7 @@ class BagOfWords:
             max_features=self.max_features,
             binary=self.binary,
             vocabulary=vocabulary,
+            **self.options,
         )
 
     def fit(self, texts: list[str]) -> BagOfWords:
@@ -63,17 +67,8 @@ class BagOfWords:
 class Tfidf(BagOfWords):
     """TF-IDF weights (sublinear tf, l2-normalized rows)."""
 
-    def _vectorizer(self, vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
-        return TfidfVectorizer(
-            tokenizer=tokenize,
-            lowercase=False,
-            token_pattern=None,
-            min_df=self.min_df if vocabulary is None else 1,
-            max_features=self.max_features,
-            binary=self.binary,
-            sublinear_tf=True,
-            vocabulary=vocabulary,
-        )
+    estimator = TfidfVectorizer
+    options = {"sublinear_tf": True}  # noqa: RUF012 (read-only per class)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {"vocabulary": self.vocabulary_}, {"idf": self.vectorizer_.idf_.astype(np.float64)}

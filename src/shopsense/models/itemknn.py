@@ -7,12 +7,12 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from shopsense.data.dataset import Dataset
-from shopsense.models.base import Recommender
+from shopsense.models.neighbours import NeighbourModel, row_norms
 
 BLOCK_ITEMS = 2048
 
 
-class ItemKNN(Recommender):
+class ItemKNN(NeighbourModel):
     """``sim(i, j) = x_i·x_j / (‖x_i‖‖x_j‖ + shrink)`` over binary user vectors;
     a user's score for ``j`` sums ``sim(i, j)`` over the items ``i`` they had.
 
@@ -21,20 +21,9 @@ class ItemKNN(Recommender):
 
     name = "itemknn"
 
-    def __init__(self, k: int = 100, shrink: float = 10.0) -> None:
-        self.k = k
-        self.shrink = shrink
-
-    @staticmethod
-    def search_space(trial) -> dict:
-        return {
-            "k": trial.suggest_int("k", 10, 500, log=True),
-            "shrink": trial.suggest_float("shrink", 0.0, 100.0),
-        }
-
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         x = self.user_items_.T.tocsr().astype(np.float32)  # items × users
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        norms = row_norms(x)
         n = x.shape[0]
         k = min(self.k, max(n - 1, 1))
         rows, cols, vals = [], [], []

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from shopsense.data.dataset import Dataset
 from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS, EVENT_TYPES
-from shopsense.models.base import Recommender
+from shopsense.models.pop import ItemScores
 
 DAY = 86_400.0
 
 
-class Trending(Recommender):
+class Trending(ItemScores):
     """Each event adds its behaviour weight times ``0.5 ** (age / half_life)``,
     its age counted from the newest event in the training data."""
 
@@ -38,15 +37,3 @@ class Trending(Recommender):
         self.item_scores_ = np.bincount(
             ev["item"].to_numpy(), weights=w, minlength=dataset.n_items
         ).astype(np.float32)
-
-    def _score(self, users: np.ndarray, history: sp.csr_matrix | None) -> np.ndarray:
-        return np.broadcast_to(self.item_scores_, (len(users), self.n_items_)).copy()
-
-    def _similarity(self, items: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.item_scores_, (len(items), self.n_items_)).copy()
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {"item_scores": self.item_scores_}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.item_scores_ = arrays["item_scores"]

@@ -6,11 +6,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from shopsense.data.dataset import Dataset
-from shopsense.models.base import Recommender
+from shopsense.models.neighbours import NeighbourModel, row_norms
 from shopsense.ranking import top_k
 
 
-class UserKNN(Recommender):
+class UserKNN(NeighbourModel):
     """A user's score for item ``j`` sums ``sim(u, v)`` over the ``k`` most similar
     users ``v`` who had ``j``; ``sim = x_u·x_v / (‖x_u‖‖x_v‖ + shrink)``.
 
@@ -19,26 +19,15 @@ class UserKNN(Recommender):
 
     name = "userknn"
 
-    def __init__(self, k: int = 100, shrink: float = 10.0) -> None:
-        self.k = k
-        self.shrink = shrink
-
-    @staticmethod
-    def search_space(trial) -> dict:
-        return {
-            "k": trial.suggest_int("k", 10, 500, log=True),
-            "shrink": trial.suggest_float("shrink", 0.0, 100.0),
-        }
-
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         x = self.user_items_
-        self.user_norms_ = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel()).astype(np.float32)
+        self.user_norms_ = row_norms(x).astype(np.float32)
 
     def _score(self, users: np.ndarray, history: sp.csr_matrix | None) -> np.ndarray:
         x = self.user_items_
         history = self._history(users, history)
         dots = (history @ x.T).toarray()
-        norms = np.sqrt(np.asarray(history.multiply(history).sum(axis=1))).reshape(-1, 1)
+        norms = row_norms(history).reshape(-1, 1)
         sims = dots / (norms * self.user_norms_[None, :] + self.shrink + 1e-12)
         sims[np.arange(len(users)), users] = 0.0  # a user is not their own neighbour
         k = min(self.k, x.shape[0])
@@ -50,7 +39,7 @@ class UserKNN(Recommender):
     def _similarity(self, items: np.ndarray) -> np.ndarray:
         """Items by the cosine of their user vectors (the same users liked them)."""
         xt = self.user_items_.T.tocsr()
-        norms = np.sqrt(np.asarray(xt.multiply(xt).sum(axis=1)).ravel())
+        norms = row_norms(xt)
         dots = (xt[items] @ xt.T).toarray()
         return dots / (norms[items, None] * norms[None, :] + self.shrink + 1e-12)
 
