@@ -7,6 +7,7 @@ starting with ``Error:`` and exits with status 1; only bugs show a traceback.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import sys
 import time
@@ -176,12 +177,16 @@ def ingest(
     click.echo(f"dataset written to {out} ({report['seconds']:.1f}s)")
 
 
-def _fit(name: str, params: dict[str, Any], data, progress: bool):
+def _fit(name: str, params: dict[str, Any], data, progress: bool, validation=None):
+    """Fit by name; models that stop early (the neural ones) get the split's validation."""
     from shopsense.models.registry import create_model
 
     model = create_model(name, **params)
     started = time.perf_counter()
-    model.fit(data, progress=progress)
+    if validation is not None and "validation" in inspect.signature(model.fit).parameters:
+        model.fit(data, progress=progress, validation=validation)
+    else:
+        model.fit(data, progress=progress)
     return model, time.perf_counter() - started
 
 
@@ -297,7 +302,7 @@ def evaluate(
     parts = split_dataset(dataset, split, seed=seed)
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        model, seconds = _fit(name, per_model[name], parts.train, _progress())
+        model, seconds = _fit(name, per_model[name], parts.train, _progress(), parts)
         r = run_evaluate(model, parts, ks=ks, on=on, mode=mode, seed=seed, progress=_progress())
         r["fit_seconds"] = round(seconds, 3)
         results[name] = r

@@ -20,13 +20,14 @@ train (in temporal, only those before the validation period).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from shopsense.data.dataset import Dataset
+from shopsense.data.sequences import Sequences
 from shopsense.errors import ShopsenseError
 
 SplitMethod = Literal["loo", "temporal", "random"]
@@ -42,7 +43,7 @@ class Split:
     valid: pd.DataFrame
     test: pd.DataFrame
     method: str
-    _cache: dict[str, sp.csr_matrix] = field(default_factory=dict, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def _matrix(self, events: pd.DataFrame) -> sp.csr_matrix:
         n_users, n_items = self.train.n_users, self.train.n_items
@@ -60,6 +61,15 @@ class Split:
         if key not in self._cache:
             parts = [self.train.interactions] + ([self.valid] if on == "test" else [])
             self._cache[key] = self._matrix(pd.concat(parts, ignore_index=True))
+        return self._cache[key]
+
+    def sequences(self, on: str) -> Sequences:
+        """What users had done before the ``on`` part, in time order (sequence models)."""
+        key = f"sequences:{on}"
+        if key not in self._cache:
+            parts = [self.train.interactions] + ([self.valid] if on == "test" else [])
+            events = pd.concat(parts, ignore_index=True)
+            self._cache[key] = Sequences.from_events(events, self.train.n_users)
         return self._cache[key]
 
     def targets(self, on: str) -> sp.csr_matrix:

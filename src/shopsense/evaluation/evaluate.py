@@ -86,7 +86,11 @@ def evaluate(
     for start in tqdm(batches, desc="evaluate", unit=" batch", disable=not progress):
         batch = users[start : start + batch_size]
         hist = history[batch]
-        scores = np.asarray(model.score(batch, user_items=hist), dtype=np.float32)
+        if getattr(model, "uses_sequences", False):
+            scores = model.score(batch, user_items=hist, sequences=split.sequences(on).rows(batch))
+        else:
+            scores = model.score(batch, user_items=hist)
+        scores = np.asarray(scores, dtype=np.float32)
         if scores.shape != (len(batch), n_items):
             raise RuntimeError(f"model returned scores of shape {scores.shape}")
         blocked = hist.toarray().astype(bool)

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from shopsense.data.dataset import Dataset
+from shopsense.data.sequences import Sequences
 from shopsense.errors import NotFittedError, ShopsenseError
 from shopsense.ranking import top_k
 
@@ -74,11 +75,20 @@ class Recommender(ABC):
         return ids.astype(np.int64)
 
     # ------------------------------------------------------------------ scoring
-    def score(self, users: np.ndarray, user_items: sp.csr_matrix | None = None) -> np.ndarray:
+    uses_sequences: ClassVar[bool] = False
+    """True for models that read each user's events in time order (``sequences``)."""
+
+    def score(
+        self,
+        users: np.ndarray,
+        user_items: sp.csr_matrix | None = None,
+        sequences: Sequences | None = None,
+    ) -> np.ndarray:
         """Scores of every item for each user: a ``(len(users), n_items)`` float32 array.
 
         ``user_items`` (one row per user) replaces the histories seen in ``fit``,
-        for models that can use fresh interactions.
+        for models that can use fresh interactions; sequence models read
+        ``sequences`` (the same, in time order) instead.
         """
         self._check_fitted()
         users = self._check_ids(users, self.n_users_, "user")
@@ -87,7 +97,13 @@ class Recommender(ABC):
             raise ShopsenseError(
                 f"user_items must have shape ({len(users)}, {self.n_items_}), got {history.shape}"
             )
+        if self.uses_sequences:
+            return np.asarray(self._score_sequences(users, sequences), dtype=np.float32)
         return np.asarray(self._score(users, history), dtype=np.float32)
+
+    def _score_sequences(self, users: np.ndarray, sequences: Sequences | None) -> np.ndarray:
+        """Scores from ordered histories (models with ``uses_sequences``)."""
+        raise NotImplementedError
 
     def _history(self, users: np.ndarray, history: sp.csr_matrix | None) -> sp.csr_matrix:
         """The fresh history when one was passed, else what ``fit`` saw."""
@@ -103,13 +119,22 @@ class Recommender(ABC):
         k: int = 10,
         exclude_seen: bool = True,
         user_items: sp.csr_matrix | None = None,
+        sequences: Sequences | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item ids and scores for each user, best first (batched)."""
         self._check_fitted()
         users = self._check_ids(users, self.n_users_, "user")
-        scores = self.score(users, user_items)
+        scores = self.score(users, user_items, sequences)
         if exclude_seen:
-            history = self.user_items_[users] if user_items is None else sp.csr_matrix(user_items)
+            if user_items is not None:
+                history = sp.csr_matrix(user_items)
+            elif sequences is not None:
+                history = sp.csr_matrix(
+                    (np.ones(len(sequences.items)), sequences.items, sequences.indptr),
+                    shape=(len(users), self.n_items_),
+                )
+            else:
+                history = self.user_items_[users]
             rows, cols = history.nonzero()
             scores[rows, cols] = -np.inf
         ids, values = top_k(scores, k)

@@ -26,6 +26,7 @@ MODELS: dict[str, str] = {
     "content": "shopsense.models.content:ContentBased",
     "blend": "shopsense.models.blend:Blend",
     "rerank": "shopsense.models.rerank:Rerank",
+    "sasrec": "shopsense.models.sasrec:SASRec",
 }
 
 

@@ -1,0 +1,210 @@
+"""What the PyTorch models share: one trainer and the sequence-model plumbing.
+
+The trainer uses AdamW, evaluates validation NDCG@10 after each epoch (full
+ranking, by the same harness as every model), stops after ``patience`` epochs
+without improvement and keeps the best weights. It is deterministic for a
+seed on CPU. Weights are saved in safetensors with the model's other arrays.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from shopsense.data.dataset import Dataset
+from shopsense.data.schema import EVENT_TYPES
+from shopsense.data.sequences import Sequences
+from shopsense.data.split import Split
+from shopsense.errors import ShopsenseError
+from shopsense.models.base import Recommender
+
+N_TYPES = len(EVENT_TYPES)
+
+
+def torch_device(name: str):
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ShopsenseError("--device cuda was asked for, but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise ShopsenseError(f"device must be cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+class TorchRecommender(Recommender):
+    """Base of the neural models. Subclasses build ``self.net_`` in ``_build``,
+    give a batch loss in ``_batch_loss`` over ``_batches``, and score in ``_infer``."""
+
+    net_: Any
+
+    def _trainer_params(self) -> dict[str, Any]:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "weight_decay",
+                "patience",
+                "seed",
+                "device",
+            )
+        }
+
+    # ------------------------------------------------------------------ hooks
+    def _build(self, dataset: Dataset) -> None:
+        raise NotImplementedError
+
+    def _batches(self, rng: np.random.Generator):
+        raise NotImplementedError
+
+    def _batch_loss(self, batch):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ training
+    def fit(self, dataset: Dataset, progress: bool = False, validation: Split | None = None):
+        """Train; with ``validation`` (a split of the same dataset), stop early on
+        its NDCG@10 and keep the best epoch's weights."""
+        self._validation = validation
+        try:
+            return super().fit(dataset, progress)
+        finally:
+            self._validation = None
+
+    def _fit(self, dataset: Dataset, progress: bool) -> None:
+        import torch
+
+        from shopsense.evaluation.evaluate import evaluate
+
+        torch.manual_seed(self.seed)
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        rng = np.random.default_rng(self.seed)
+        self._device = torch_device(self.device)
+        self._build(dataset)
+        self.net_.to(self._device)
+        optimizer = torch.optim.AdamW(
+            self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        best, best_state, stale = -1.0, None, 0
+        self.history_: list[dict[str, float]] = []
+        bar = tqdm(range(1, self.epochs + 1), desc=self.name, unit=" epoch", disable=not progress)
+        started = time.perf_counter()
+        for epoch in bar:
+            self.net_.train()
+            total, count = 0.0, 0
+            for batch in self._batches(rng):
+                loss = self._batch_loss(batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+                count += 1
+            record = {
+                "epoch": epoch,
+                "loss": total / max(count, 1),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+            if self._validation is not None:
+                self.net_.eval()
+                ndcg = evaluate(self, self._validation, ks=(10,), on="valid")["NDCG@10"]
+                record["valid_NDCG@10"] = ndcg
+                if ndcg > best:
+                    best, stale = ndcg, 0
+                    best_state = copy.deepcopy(self.net_.state_dict())
+                    self.best_epoch_ = epoch
+                else:
+                    stale += 1
+            self.history_.append(record)
+            bar.set_postfix(
+                loss=f"{record['loss']:.4f}",
+                valid=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
+            )
+            if self._validation is not None and stale >= self.patience:
+                break
+        if best_state is not None:
+            self.net_.load_state_dict(best_state)
+        self.net_.eval()
+
+    # ------------------------------------------------------------------ storage
+    def _state(self) -> dict[str, np.ndarray]:
+        return {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        self._device = torch_device(self.device)
+        self._build_net()
+        state = {
+            k[len("net.") :]: torch.from_numpy(v.copy())
+            for k, v in arrays.items()
+            if k.startswith("net.")
+        }
+        self.net_.load_state_dict(state)
+        self.net_.to(self._device).eval()
+        self._restore_extra(arrays)
+
+    def _build_net(self) -> None:
+        raise NotImplementedError
+
+    def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:
+        """Arrays beyond the network's weights."""
+
+
+class SequenceRecommender(TorchRecommender):
+    """Neural models that read each user's steps in time order."""
+
+    uses_sequences = True
+
+    def _build(self, dataset: Dataset) -> None:
+        self.sequences_ = Sequences.from_events(dataset.interactions, dataset.n_users)
+        self._build_net()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        s = self.sequences_
+        return {
+            **super()._state(),
+            "seq.indptr": s.indptr.astype(np.int64),
+            "seq.items": s.items.astype(np.int32),
+            "seq.types": s.types.astype(np.int8),
+        }
+
+    def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:
+        self.sequences_ = Sequences(arrays["seq.indptr"], arrays["seq.items"], arrays["seq.types"])
+
+    def _score(self, users: np.ndarray, history: sp.csr_matrix | None) -> np.ndarray:
+        return self._score_sequences(users, None)
+
+    def _score_sequences(self, users: np.ndarray, sequences: Sequences | None) -> np.ndarray:
+        import torch
+
+        sequences = self.sequences_.rows(users) if sequences is None else sequences
+        items, types = sequences.padded(self.max_len)
+        out = np.empty((len(users), self.n_items_), np.float32)
+        with torch.no_grad():
+            for start in range(0, len(users), 1024):
+                chunk = slice(start, start + 1024)
+                out[chunk] = (
+                    self._infer(
+                        torch.from_numpy(items[chunk]).to(self._device),
+                        torch.from_numpy(types[chunk]).to(self._device),
+                    )
+                    .cpu()
+                    .numpy()
+                )
+        return out
+
+    def _similarity(self, items: np.ndarray) -> np.ndarray:
+        """Cosine of the learnt item embeddings."""
+        emb = self.item_embeddings()
+        norms = np.linalg.norm(emb, axis=1) + 1e-12
+        return (emb[items] @ emb.T) / (norms[items, None] * norms[None, :])
+
+    def item_embeddings(self) -> np.ndarray:
+        """One vector per item (for nearest-neighbour retrieval)."""
+        return self.net_.item_emb.weight[1:].detach().cpu().numpy()

@@ -1,0 +1,90 @@
+"""The PyTorch models: shared contract (tiny and quick), trainer behaviour."""
+
+import numpy as np
+import pytest
+
+from shopsense.data.sequences import Sequences
+from shopsense.data.split import split_dataset
+from shopsense.errors import ShopsenseError
+from shopsense.models.registry import load_model
+from shopsense.models.sasrec import SASRec
+from tests.recommender_contract import RecommenderContract
+
+TINY = {"hidden": 16, "layers": 1, "heads": 2, "max_len": 12, "epochs": 2, "batch_size": 64}
+
+
+class TestSASRec(RecommenderContract):
+    def make_model(self):
+        return SASRec(**TINY)
+
+
+class TestSASRecSampledSoftmax(RecommenderContract):
+    def make_model(self):
+        return SASRec(**TINY, loss="sampled", n_negatives=32)
+
+
+def test_sequences_collapse_repeats_and_keep_the_strongest_behaviour():
+    from tests.test_split import tiny
+
+    ds = tiny(
+        [
+            (0, 3, "view", 1),
+            (0, 3, "cart", 2),
+            (0, 1, "view", 3),
+            (0, 3, "view", 9),
+            (1, 2, "purchase", 1),
+        ],
+        3,
+        5,
+    )
+    s = Sequences.from_events(ds.events, 3)
+    assert s.items.tolist() == [3, 1, 3, 2] and s.indptr.tolist() == [0, 3, 4, 4]
+    items, types = s.padded(4)
+    assert items.tolist() == [[0, 4, 2, 4], [0, 0, 0, 3], [0, 0, 0, 0]]
+    assert types[0, 1] == 3  # cart (code 2) + 1
+
+
+def test_training_is_deterministic_and_early_stopping_keeps_the_best(store):
+    split = split_dataset(store, "loo")
+    a = SASRec(**{**TINY, "epochs": 4, "patience": 1}).fit(split.train, validation=split)
+    b = SASRec(**{**TINY, "epochs": 4, "patience": 1}).fit(split.train, validation=split)
+    np.testing.assert_array_equal(a.score(np.arange(5)), b.score(np.arange(5)))
+    scores = [h["valid_NDCG@10"] for h in a.history_]
+    assert a.best_epoch_ == int(np.argmax(scores)) + 1
+    assert len(a.history_) <= 4 and all(h["loss"] > 0 for h in a.history_)
+
+
+def test_order_and_behaviour_change_the_prediction(store):
+    model = SASRec(**{**TINY, "epochs": 3}).fit(store)
+    seq = Sequences(np.array([0, 3]), np.array([5, 6, 7], np.int32), np.zeros(3, np.int8))
+    reordered = Sequences(np.array([0, 3]), np.array([7, 6, 5], np.int32), np.zeros(3, np.int8))
+    carted = Sequences(
+        np.array([0, 3]), np.array([5, 6, 7], np.int32), np.array([0, 0, 4], np.int8)
+    )
+    base = model.score(np.array([0]), sequences=seq)
+    assert not np.allclose(base, model.score(np.array([0]), sequences=reordered))
+    assert not np.allclose(base, model.score(np.array([0]), sequences=carted))
+
+
+def test_live_session_items_are_excluded_from_recommendations(store):
+    model = SASRec(**TINY).fit(store)
+    seq = Sequences(np.array([0, 2]), np.array([1, 2], np.int32), np.zeros(2, np.int8))
+    ids, _ = model.recommend(np.array([0]), k=10, sequences=seq)
+    assert not {1, 2} & set(ids[0])
+
+
+def test_saved_weights_reload_exactly(store, tmp_path):
+    model = SASRec(**TINY).fit(store)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    np.testing.assert_allclose(model.score(np.arange(4)), again.score(np.arange(4)), rtol=1e-5)
+
+
+def test_bad_settings_are_clear_errors(store):
+    with pytest.raises(ShopsenseError, match="loss"):
+        SASRec(**TINY, loss="magic").fit(store)
+    import torch
+
+    if not torch.cuda.is_available():  # where CUDA exists, asking for it is no mistake
+        with pytest.raises(ShopsenseError, match="cuda"):
+            SASRec(**TINY, device="cuda").fit(store)
