@@ -10,7 +10,14 @@ import json
 import sys
 import time
 
-from bench import evaluation_speed, generator, ingest_scale, model_table, recbole_check
+from bench import (
+    evaluation_speed,
+    generator,
+    ingest_scale,
+    model_table,
+    recbole_check,
+    sasrec_beauty,
+)
 from bench.common import OUTPUT, machine
 
 BENCHMARKS = {
@@ -19,6 +26,7 @@ BENCHMARKS = {
     "recbole": recbole_check.run,
     "ingest": ingest_scale.run,
     "models": model_table.run,
+    "sasrec": sasrec_beauty.run,
 }
 
 

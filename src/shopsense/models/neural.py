@@ -2,7 +2,8 @@
 
 The trainer uses AdamW, evaluates validation NDCG@10 after each epoch (full
 ranking, by the same harness as every model), stops after ``patience`` epochs
-without improvement and keeps the best weights. It is deterministic for a
+without improvement or once ``max_seconds`` of training have passed, and
+keeps the best weights. It is deterministic for a
 seed on CPU. Weights are saved in safetensors with the model's other arrays.
 """
 
@@ -42,20 +43,6 @@ class TorchRecommender(Recommender):
     give a batch loss in ``_batch_loss`` over ``_batches``, and score in ``_infer``."""
 
     net_: Any
-
-    def _trainer_params(self) -> dict[str, Any]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "epochs",
-                "batch_size",
-                "learning_rate",
-                "weight_decay",
-                "patience",
-                "seed",
-                "device",
-            )
-        }
 
     # ------------------------------------------------------------------ hooks
     def _build(self, dataset: Dataset) -> None:
@@ -126,6 +113,8 @@ class TorchRecommender(Recommender):
                 valid=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
             )
             if self._validation is not None and stale >= self.patience:
+                break
+            if self.max_seconds is not None and time.perf_counter() - started > self.max_seconds:
                 break
         if best_state is not None:
             self.net_.load_state_dict(best_state)

@@ -79,6 +79,7 @@ class SASRec(SequenceRecommender):
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         patience: int = 10,
+        max_seconds: float | None = None,
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
@@ -94,6 +95,7 @@ class SASRec(SequenceRecommender):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.max_seconds = max_seconds
         self.seed = seed
         self.device = device
 
