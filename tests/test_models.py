@@ -67,7 +67,8 @@ class TestBPR(RecommenderContract):
 
 def test_every_registered_model_has_a_contract_test():
     import tests.test_content
-    import tests.test_hybrid  # noqa: F401 (their contract classes register as subclasses)
+    import tests.test_hybrid
+    import tests.test_neural  # noqa: F401 (their contract classes register as subclasses)
 
     tested = {cls().make_model().name for cls in RecommenderContract.__subclasses__()}
     assert tested == set(model_names())

@@ -6,6 +6,8 @@ import pytest
 from shopsense.data.sequences import Sequences
 from shopsense.data.split import split_dataset
 from shopsense.errors import ShopsenseError
+from shopsense.models.bert4rec import BERT4Rec
+from shopsense.models.gru4rec import GRU4Rec
 from shopsense.models.registry import load_model
 from shopsense.models.sasrec import SASRec
 from tests.recommender_contract import RecommenderContract
@@ -16,6 +18,16 @@ TINY = {"hidden": 16, "layers": 1, "heads": 2, "max_len": 12, "epochs": 2, "batc
 class TestSASRec(RecommenderContract):
     def make_model(self):
         return SASRec(**TINY)
+
+
+class TestGRU4Rec(RecommenderContract):
+    def make_model(self):
+        return GRU4Rec(hidden=16, max_len=12, epochs=2, batch_size=64)
+
+
+class TestBERT4Rec(RecommenderContract):
+    def make_model(self):
+        return BERT4Rec(**TINY)
 
 
 class TestSASRecSampledSoftmax(RecommenderContract):

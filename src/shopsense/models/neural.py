@@ -197,3 +197,62 @@ class SequenceRecommender(TorchRecommender):
     def item_embeddings(self) -> np.ndarray:
         """One vector per item (for nearest-neighbour retrieval)."""
         return self.net_.item_emb.weight[1:].detach().cpu().numpy()
+
+
+class NextItemRecommender(SequenceRecommender):
+    """Sequence models trained to predict the next step at every position, with
+    full softmax cross-entropy (``loss="ce"``) or sampled softmax with the logQ
+    correction (``loss="sampled"``, ``n_negatives`` popularity-sampled items).
+    Subclasses build ``net_`` with an ``item_emb`` table and a forward pass
+    ``net_(items, types) -> (batch, length, hidden)``."""
+
+    def _build(self, dataset: Dataset) -> None:
+        if self.loss not in ("ce", "sampled"):
+            raise ShopsenseError(f"loss must be 'ce' or 'sampled', not {self.loss!r}")
+        super()._build(dataset)
+        counts = np.bincount(self.sequences_.items, minlength=self.n_items_) + 1.0
+        self._sampling = counts / counts.sum()
+
+    def _batches(self, rng: np.random.Generator):
+        import torch
+
+        lengths = np.diff(self.sequences_.indptr)
+        users = np.flatnonzero(lengths >= 2)
+        users = users[rng.permutation(len(users))]
+        for start in range(0, len(users), self.batch_size):
+            rows = self.sequences_.rows(users[start : start + self.batch_size])
+            items, types = rows.padded(self.max_len + 1)
+            yield (
+                torch.from_numpy(items).to(self._device),
+                torch.from_numpy(types).to(self._device),
+                rng,
+            )
+
+    def _batch_loss(self, batch):
+        import torch
+        import torch.nn.functional as F
+
+        items, types, rng = batch
+        inputs, targets = items[:, :-1], items[:, 1:]
+        hidden = self.net_(inputs, types[:, :-1])
+        valid = (targets > 0) & (inputs > 0)
+        h = hidden[valid]
+        target = targets[valid] - 1
+        weights = self.net_.item_emb.weight[1:]
+        if self.loss == "ce":
+            return F.cross_entropy(h @ weights.T, target)
+        # Sampled softmax: the positive against popularity-sampled negatives, each
+        # logit corrected by -log q so the estimate is unbiased for the full softmax.
+        negatives = torch.from_numpy(
+            rng.choice(self.n_items_, size=self.n_negatives, p=self._sampling)
+        ).to(h.device)
+        log_q = torch.log(torch.as_tensor(self._sampling, dtype=h.dtype, device=h.device))
+        pos = (h * weights[target]).sum(-1, keepdim=True) - log_q[target].unsqueeze(1)
+        neg = h @ weights[negatives].T - log_q[negatives].unsqueeze(0)
+        neg = neg.masked_fill(negatives.unsqueeze(0) == target.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos, neg], dim=1)
+        return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long, device=h.device))
+
+    def _infer(self, items, types):
+        hidden = self.net_(items, types)[:, -1]
+        return hidden @ self.net_.item_emb.weight[1:].T

@@ -27,6 +27,8 @@ MODELS: dict[str, str] = {
     "blend": "shopsense.models.blend:Blend",
     "rerank": "shopsense.models.rerank:Rerank",
     "sasrec": "shopsense.models.sasrec:SASRec",
+    "gru4rec": "shopsense.models.gru4rec:GRU4Rec",
+    "bert4rec": "shopsense.models.bert4rec:BERT4Rec",
 }
 
 

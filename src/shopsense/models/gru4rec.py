@@ -1,0 +1,76 @@
+"""GRU4Rec (Hidasi et al., 2016): a recurrent network over the user's steps."""
+
+from __future__ import annotations
+
+import math
+
+from shopsense.models.neural import N_TYPES, NextItemRecommender
+
+
+def _net(n_items: int, hidden: int, layers: int, dropout: float):
+    from torch import nn
+
+    class GRU4RecNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
+            self.type_emb = nn.Embedding(N_TYPES + 1, hidden, padding_idx=0)
+            self.gru = nn.GRU(
+                hidden,
+                hidden,
+                num_layers=layers,
+                batch_first=True,
+                dropout=dropout if layers > 1 else 0.0,
+            )
+            self.dropout = nn.Dropout(dropout)
+            nn.init.normal_(self.item_emb.weight, std=0.02)
+
+        def forward(self, items, types):
+            # Right-aligned padding comes first, so the state at the last step
+            # has read every real step.
+            x = self.item_emb(items) * math.sqrt(hidden) + self.type_emb(types)
+            out, _ = self.gru(self.dropout(x))
+            return self.dropout(out)
+
+    return GRU4RecNet()
+
+
+class GRU4Rec(NextItemRecommender):
+    """Next-item prediction from a GRU's state after the last ``max_len`` steps."""
+
+    name = "gru4rec"
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        layers: int = 1,
+        max_len: int = 50,
+        dropout: float = 0.2,
+        loss: str = "ce",
+        n_negatives: int = 256,
+        epochs: int = 200,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int = 10,
+        max_seconds: float | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.hidden = hidden
+        self.layers = layers
+        self.max_len = max_len
+        self.dropout = dropout
+        self.loss = loss
+        self.n_negatives = n_negatives
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.max_seconds = max_seconds
+        self.seed = seed
+        self.device = device
+
+    def _build_net(self) -> None:
+        self.net_ = _net(self.n_items_, self.hidden, self.layers, self.dropout)
