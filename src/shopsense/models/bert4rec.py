@@ -37,7 +37,8 @@ def _net(n_items: int, hidden: int, layers: int, heads: int, max_len: int, dropo
 
         def forward(self, items, types):
             length = items.shape[1]
-            pos = torch.arange(length, device=items.device)
+            # Position 0 is the most recent step, whatever the padded width.
+            pos = torch.arange(length - 1, -1, -1, device=items.device)
             x = self.item_emb(items) * math.sqrt(hidden) + self.pos_emb(pos) + self.type_emb(types)
             pad = items == 0
             # Padding is never attended to, except by itself (no empty rows).
@@ -66,6 +67,7 @@ class BERT4Rec(SequenceRecommender):
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         patience: int = 10,
+        eval_every: int = 1,
         max_seconds: float | None = None,
         seed: int = 0,
         device: str = "cpu",
@@ -81,6 +83,7 @@ class BERT4Rec(SequenceRecommender):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.eval_every = eval_every
         self.max_seconds = max_seconds
         self.seed = seed
         self.device = device
@@ -93,13 +96,8 @@ class BERT4Rec(SequenceRecommender):
     def _batches(self, rng: np.random.Generator):
         import torch
 
-        users = np.flatnonzero(np.diff(self.sequences_.indptr) >= 1)
-        users = users[rng.permutation(len(users))]
         mask_id = self.n_items_ + 1
-        for start in range(0, len(users), self.batch_size):
-            items, types = self.sequences_.rows(users[start : start + self.batch_size]).padded(
-                self.max_len
-            )
+        for items, types in self._length_batches(rng, 1, self.max_len):
             real = items > 0
             masked = real & (rng.random(items.shape) < self.mask_prob)
             # Every sequence masks at least its last step, the one recommendation predicts.
@@ -124,8 +122,9 @@ class BERT4Rec(SequenceRecommender):
         mask = torch.full(
             (items.shape[0], 1), self.n_items_ + 1, dtype=items.dtype, device=items.device
         )
-        items = torch.cat([items[:, 1:], mask], dim=1)
-        types = torch.cat([types[:, 1:], torch.zeros_like(mask)], dim=1)
+        keep = slice(1, None) if items.shape[1] >= self.max_len else slice(None)
+        items = torch.cat([items[:, keep], mask], dim=1)
+        types = torch.cat([types[:, keep], torch.zeros_like(mask)], dim=1)
         return self.net_(items, types)[:, -1] @ self.net_.item_emb.weight[1:-1].T
 
     def item_embeddings(self) -> np.ndarray:

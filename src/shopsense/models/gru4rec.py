@@ -8,7 +8,9 @@ from shopsense.models.neural import N_TYPES, NextItemRecommender
 
 
 def _net(n_items: int, hidden: int, layers: int, dropout: float):
+    import torch
     from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     class GRU4RecNet(nn.Module):
         def __init__(self) -> None:
@@ -26,10 +28,19 @@ def _net(n_items: int, hidden: int, layers: int, dropout: float):
             nn.init.normal_(self.item_emb.weight, std=0.02)
 
         def forward(self, items, types):
-            # Right-aligned padding comes first, so the state at the last step
-            # has read every real step.
+            # Rows are right-aligned; a GRU must not read the padding, so each row is
+            # shifted left, packed by its true length, run, and shifted back.
+            width = items.shape[1]
+            lengths = (items > 0).sum(dim=1).clamp(min=1)
+            cols = torch.arange(width, device=items.device).unsqueeze(0)
+            left = (cols + (width - lengths).unsqueeze(1)) % width
             x = self.item_emb(items) * math.sqrt(hidden) + self.type_emb(types)
-            out, _ = self.gru(self.dropout(x))
+            x = torch.gather(self.dropout(x), 1, left.unsqueeze(2).expand(-1, -1, hidden))
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = self.gru(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=width)
+            right = (cols - (width - lengths).unsqueeze(1)) % width
+            out = torch.gather(out, 1, right.unsqueeze(2).expand(-1, -1, hidden))
             return self.dropout(out)
 
     return GRU4RecNet()
@@ -53,6 +64,7 @@ class GRU4Rec(NextItemRecommender):
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         patience: int = 10,
+        eval_every: int = 1,
         max_seconds: float | None = None,
         seed: int = 0,
         device: str = "cpu",
@@ -68,6 +80,7 @@ class GRU4Rec(NextItemRecommender):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.eval_every = eval_every
         self.max_seconds = max_seconds
         self.seed = seed
         self.device = device

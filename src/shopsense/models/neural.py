@@ -26,6 +26,7 @@ from shopsense.errors import ShopsenseError
 from shopsense.models.base import Recommender
 
 N_TYPES = len(EVENT_TYPES)
+INFER_CHUNK = 512
 
 
 def torch_device(name: str):
@@ -97,7 +98,8 @@ class TorchRecommender(Recommender):
                 "loss": total / max(count, 1),
                 "seconds": round(time.perf_counter() - started, 2),
             }
-            if self._validation is not None:
+            last = epoch == self.epochs
+            if self._validation is not None and (epoch % self.eval_every == 0 or last):
                 self.net_.eval()
                 ndcg = evaluate(self, self._validation, ks=(10,), on="valid")["NDCG@10"]
                 record["valid_NDCG@10"] = ndcg
@@ -170,23 +172,38 @@ class SequenceRecommender(TorchRecommender):
         return self._score_sequences(users, None)
 
     def _score_sequences(self, users: np.ndarray, sequences: Sequences | None) -> np.ndarray:
+        """Rows sorted by length and scored in chunks padded only to their longest row."""
         import torch
 
         sequences = self.sequences_.rows(users) if sequences is None else sequences
-        items, types = sequences.padded(self.max_len)
+        lengths = np.minimum(np.diff(sequences.indptr), self.max_len)
+        order = np.argsort(lengths, kind="stable")
         out = np.empty((len(users), self.n_items_), np.float32)
         with torch.no_grad():
-            for start in range(0, len(users), 1024):
-                chunk = slice(start, start + 1024)
-                out[chunk] = (
+            for start in range(0, len(users), INFER_CHUNK):
+                rows = order[start : start + INFER_CHUNK]
+                width = max(int(lengths[rows].max()), 1)
+                items, types = sequences.rows(rows).padded(width)
+                out[rows] = (
                     self._infer(
-                        torch.from_numpy(items[chunk]).to(self._device),
-                        torch.from_numpy(types[chunk]).to(self._device),
+                        torch.from_numpy(items).to(self._device),
+                        torch.from_numpy(types).to(self._device),
                     )
                     .cpu()
                     .numpy()
                 )
         return out
+
+    def _length_batches(self, rng: np.random.Generator, min_length: int, width: int):
+        """Users in batches of similar sequence length, the batches in random order,
+        each padded to its longest row (at most ``width``): short histories cost little."""
+        lengths = np.diff(self.sequences_.indptr)
+        users = np.flatnonzero(lengths >= min_length)
+        users = users[np.lexsort((rng.random(len(users)), lengths[users]))]
+        batches = [users[i : i + self.batch_size] for i in range(0, len(users), self.batch_size)]
+        for b in rng.permutation(len(batches)):
+            rows = self.sequences_.rows(batches[b])
+            yield rows.padded(min(int(np.diff(rows.indptr).max()), width))
 
     def _similarity(self, items: np.ndarray) -> np.ndarray:
         """Cosine of the learnt item embeddings."""
@@ -216,12 +233,7 @@ class NextItemRecommender(SequenceRecommender):
     def _batches(self, rng: np.random.Generator):
         import torch
 
-        lengths = np.diff(self.sequences_.indptr)
-        users = np.flatnonzero(lengths >= 2)
-        users = users[rng.permutation(len(users))]
-        for start in range(0, len(users), self.batch_size):
-            rows = self.sequences_.rows(users[start : start + self.batch_size])
-            items, types = rows.padded(self.max_len + 1)
+        for items, types in self._length_batches(rng, 2, self.max_len + 1):
             yield (
                 torch.from_numpy(items).to(self._device),
                 torch.from_numpy(types).to(self._device),

@@ -44,7 +44,8 @@ def _net(n_items: int, hidden: int, layers: int, heads: int, max_len: int, dropo
 
         def forward(self, items, types):
             length = items.shape[1]
-            pos = torch.arange(length, device=items.device)
+            # Position 0 is the most recent step, whatever the padded width.
+            pos = torch.arange(length - 1, -1, -1, device=items.device)
             x = self.item_emb(items) * math.sqrt(hidden) + self.pos_emb(pos) + self.type_emb(types)
             x = self.dropout(x)
             # Each position sees itself and earlier real steps; padding sees only itself.
@@ -76,6 +77,7 @@ class SASRec(NextItemRecommender):
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         patience: int = 10,
+        eval_every: int = 1,
         max_seconds: float | None = None,
         seed: int = 0,
         device: str = "cpu",
@@ -92,6 +94,7 @@ class SASRec(NextItemRecommender):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.eval_every = eval_every
         self.max_seconds = max_seconds
         self.seed = seed
         self.device = device
