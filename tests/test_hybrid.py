@@ -58,3 +58,26 @@ def test_rerank_learns_to_beat_its_weakest_candidate(store):
     # Only candidates get a ranker score; everything else sits far below.
     scores = rerank.score(np.array([0]))
     assert (scores[0] > -1e5).sum() <= 2 * rerank.n_candidates
+
+
+def test_rerank_calendar_statistics_by_hand():
+    import datetime as dt
+
+    from shopsense.models.rerank import ItemStats
+    from tests.test_split import tiny
+
+    def ts(day, hour):
+        return int(dt.datetime(2026, 11, day, hour, tzinfo=dt.UTC).timestamp())
+
+    # Nov 11 (a holiday, Wednesday) 20:00 and Nov 14 (Saturday) 08:00 and 21:00.
+    ds = tiny(
+        [(0, 0, "view", ts(11, 20)), (0, 1, "view", ts(14, 8)), (1, 0, "view", ts(14, 21))], 2, 3
+    )
+    ds.items["price"], ds.items["category"] = [1.0, 2.0, None], ["a > b", "a > c", None]
+    stats = ItemStats.of(ds)
+    np.testing.assert_allclose(stats.hour_share[0], [0, 0, 0, 1])  # both evenings
+    np.testing.assert_allclose(stats.hour_share[1], [0, 1, 0, 0])
+    np.testing.assert_allclose(stats.weekend_share[:2], [0.5, 1.0])
+    np.testing.assert_allclose(stats.holiday_share[:2], [0.5, 0.0])
+    assert stats.user_context.tolist() == [[1, 1, 0], [3, 1, 0]]  # latest event of each user
+    assert stats.hour_share[2].sum() == 0  # no events, no shares

@@ -8,7 +8,9 @@ models on the rest, and trains the ranker to put the held-out item first
 among the candidates; then it refits the candidate models on all the data.
 Features: each model's normalized score and rank, item popularity, recency and
 price, how much of the user's history shares the item's category (leaf and
-top level), and the user's history length. The ranker is saved as LightGBM's
+top level), the user's history length, and calendar context: how often the
+item is bought at the hour, on the kind of day (weekend, holiday) of the
+user's latest event. The ranker is saved as LightGBM's
 text model inside ``model.json``: loading it runs no code.
 """
 
@@ -25,6 +27,7 @@ from shopsense.data.dataset import Dataset
 from shopsense.data.schema import CATEGORY_SEP
 from shopsense.data.split import split_dataset
 from shopsense.errors import ShopsenseError
+from shopsense.features.calendar import calendar_features
 from shopsense.models.base import Recommender
 from shopsense.models.composite import (
     build_parts,
@@ -43,13 +46,20 @@ BATCH = 1024
 
 @dataclass
 class ItemStats:
-    """Per-item facts the ranker uses, and each item's category codes."""
+    """Per-item facts the ranker uses, each item's category codes, and the
+    calendar: when each item's events happen (share per 6-hour bucket, on
+    weekends, on holidays) and each user's request context (the bucket,
+    weekend and holiday flags of their latest event)."""
 
     popularity: np.ndarray
     recency: np.ndarray
     price: np.ndarray
     leaf: np.ndarray
     top: np.ndarray
+    hour_share: np.ndarray
+    weekend_share: np.ndarray
+    holiday_share: np.ndarray
+    user_context: np.ndarray
 
     @classmethod
     def of(cls, dataset: Dataset) -> ItemStats:
@@ -77,6 +87,7 @@ class ItemStats:
             np.nan_to_num(price, nan=-1.0).astype(np.float32),
             leaf.astype(np.int32),
             top.astype(np.int32),
+            *_calendar(dataset),
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -85,6 +96,45 @@ class ItemStats:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ItemStats:
         return cls(**{k[len("stats.") :]: v for k, v in arrays.items() if k.startswith("stats.")})
+
+
+def _calendar(dataset: Dataset) -> tuple[np.ndarray, ...]:
+    """Calendar statistics of items and users (zeros when times are only positions)."""
+    inter, n_items, n_users = dataset.interactions, dataset.n_items, dataset.n_users
+    hour_share = np.zeros((n_items, 4), np.float32)
+    weekend, holiday = np.zeros(n_items, np.float32), np.zeros(n_items, np.float32)
+    context = np.zeros((n_users, 3), np.int64)
+    if dataset.time_is_order or not len(inter):
+        return hour_share, weekend, holiday, context
+    cal = calendar_features(inter["timestamp"].to_numpy())
+    bucket = cal["hour"].to_numpy() // 6
+    items = inter["item"].to_numpy()
+    counts = np.maximum(np.bincount(items, minlength=n_items), 1).astype(np.float32)
+    np.add.at(hour_share, (items, bucket), 1.0)
+    hour_share /= counts[:, None]
+    is_weekend = cal["is_weekend"].to_numpy().astype(float)
+    is_holiday = cal["is_holiday"].to_numpy().astype(float)
+    weekend = (np.bincount(items, weights=is_weekend, minlength=n_items) / counts).astype(
+        np.float32
+    )
+    holiday = (np.bincount(items, weights=is_holiday, minlength=n_items) / counts).astype(
+        np.float32
+    )
+    users = inter["user"].to_numpy()  # interactions are sorted by user, then time
+    last = np.flatnonzero(np.r_[users[1:] != users[:-1], True])
+    context[users[last]] = np.column_stack([bucket[last], is_weekend[last], is_holiday[last]])
+    return hour_share, weekend, holiday, context
+
+
+def _calendar_match(stats: ItemStats, users: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    """How well each item's usual time fits the user's request time."""
+    ctx = stats.user_context[users]
+    weekend = stats.weekend_share[cols]
+    return [
+        stats.hour_share[cols, ctx[:, 0]],
+        np.where(ctx[:, 1] == 1, weekend, 1.0 - weekend).astype(np.float32),
+        stats.holiday_share[cols] * ctx[:, 2],
+    ]
 
 
 def _category_share(
@@ -167,6 +217,7 @@ class Rerank(Recommender):
             _category_share(history, stats.leaf, rows, cols),
             _category_share(history, stats.top, rows, cols),
             np.log1p(np.asarray(history.sum(axis=1)).ravel())[rows],
+            *_calendar_match(stats, users[rows], cols),
         ]
         return rows, cols, np.column_stack(columns).astype(np.float32)
 
