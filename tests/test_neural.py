@@ -8,9 +8,12 @@ from shopsense.data.split import split_dataset
 from shopsense.errors import ShopsenseError
 from shopsense.models.bert4rec import BERT4Rec
 from shopsense.models.gru4rec import GRU4Rec
+from shopsense.models.ncf import NCF
 from shopsense.models.registry import load_model
 from shopsense.models.sasrec import SASRec
+from shopsense.models.twotower import TwoTower
 from tests.recommender_contract import RecommenderContract
+from tests.test_content import EMBEDDING_CACHE, new_variant_of
 
 TINY = {"hidden": 16, "layers": 1, "heads": 2, "max_len": 12, "epochs": 2, "batch_size": 64}
 
@@ -28,6 +31,16 @@ class TestGRU4Rec(RecommenderContract):
 class TestBERT4Rec(RecommenderContract):
     def make_model(self):
         return BERT4Rec(**TINY)
+
+
+class TestNCF(RecommenderContract):
+    def make_model(self):
+        return NCF(factors=8, epochs=2)
+
+
+class TestTwoTower(RecommenderContract):
+    def make_model(self):
+        return TwoTower(dim=16, epochs=2, cache_dir=EMBEDDING_CACHE)
 
 
 class TestSASRecSampledSoftmax(RecommenderContract):
@@ -100,3 +113,17 @@ def test_bad_settings_are_clear_errors(store):
     if not torch.cuda.is_available():  # where CUDA exists, asking for it is no mistake
         with pytest.raises(ShopsenseError, match="cuda"):
             SASRec(**TINY, device="cuda").fit(store)
+
+
+def test_two_tower_gives_new_items_vectors_from_their_features(store):
+    model = TwoTower(dim=16, epochs=5, cache_dir=EMBEDDING_CACHE).fit(store)
+    item = int(np.argmax(np.bincount(store.interactions["item"], minlength=store.n_items)))
+    (new,) = model.add_items(new_variant_of(store, item, "fresh"))
+    vectors = model.item_embeddings()
+    assert vectors.shape == (store.n_items + 1, 16)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    # Same category, brand, price and nearly the same title: its features put it near.
+    similar, _ = model.similar_items(np.array([new]), k=20)
+    assert item in similar[0]
+    ids, _ = model.recommend(np.arange(3), k=5)
+    assert ids.max() <= new

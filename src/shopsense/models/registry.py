@@ -29,6 +29,8 @@ MODELS: dict[str, str] = {
     "sasrec": "shopsense.models.sasrec:SASRec",
     "gru4rec": "shopsense.models.gru4rec:GRU4Rec",
     "bert4rec": "shopsense.models.bert4rec:BERT4Rec",
+    "ncf": "shopsense.models.ncf:NCF",
+    "twotower": "shopsense.models.twotower:TwoTower",
 }
 
 
