@@ -7,6 +7,7 @@ from shopsense.data.sequences import Sequences
 from shopsense.data.split import split_dataset
 from shopsense.errors import ShopsenseError
 from shopsense.models.bert4rec import BERT4Rec
+from shopsense.models.cfgan import CFGAN
 from shopsense.models.gru4rec import GRU4Rec
 from shopsense.models.ncf import NCF
 from shopsense.models.registry import load_model
@@ -41,6 +42,11 @@ class TestNCF(RecommenderContract):
 class TestTwoTower(RecommenderContract):
     def make_model(self):
         return TwoTower(dim=16, epochs=2, cache_dir=EMBEDDING_CACHE)
+
+
+class TestCFGAN(RecommenderContract):
+    def make_model(self):
+        return CFGAN(hidden=32, epochs=2)
 
 
 class TestSASRecSampledSoftmax(RecommenderContract):

@@ -55,6 +55,21 @@ class TorchRecommender(Recommender):
     def _batch_loss(self, batch):
         raise NotImplementedError
 
+    def _make_optimizers(self) -> None:
+        import torch
+
+        self._optimizer = torch.optim.AdamW(
+            self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+
+    def _train_step(self, batch) -> float:
+        """One optimization step on a batch; returns its loss."""
+        loss = self._batch_loss(batch)
+        self._optimizer.zero_grad()
+        loss.backward()
+        self._optimizer.step()
+        return float(loss.detach())
+
     # ------------------------------------------------------------------ training
     def fit(self, dataset: Dataset, progress: bool = False, validation: Split | None = None):
         """Train; with ``validation`` (a split of the same dataset), stop early on
@@ -76,9 +91,7 @@ class TorchRecommender(Recommender):
         self._device = torch_device(self.device)
         self._build(dataset)
         self.net_.to(self._device)
-        optimizer = torch.optim.AdamW(
-            self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
-        )
+        self._make_optimizers()
         best, best_state, stale = -1.0, None, 0
         self.history_: list[dict[str, float]] = []
         bar = tqdm(range(1, self.epochs + 1), desc=self.name, unit=" epoch", disable=not progress)
@@ -87,11 +100,7 @@ class TorchRecommender(Recommender):
             self.net_.train()
             total, count = 0.0, 0
             for batch in self._batches(rng):
-                loss = self._batch_loss(batch)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
+                total += self._train_step(batch)
                 count += 1
             record = {
                 "epoch": epoch,

@@ -31,6 +31,7 @@ MODELS: dict[str, str] = {
     "bert4rec": "shopsense.models.bert4rec:BERT4Rec",
     "ncf": "shopsense.models.ncf:NCF",
     "twotower": "shopsense.models.twotower:TwoTower",
+    "cfgan": "shopsense.models.cfgan:CFGAN",
 }
 
 
