@@ -133,3 +133,44 @@ def test_two_tower_gives_new_items_vectors_from_their_features(store):
     assert item in similar[0]
     ids, _ = model.recommend(np.arange(3), k=5)
     assert ids.max() <= new
+
+
+def test_cli_trains_a_neural_model_with_epochs_and_device(capsys, store_dir, tmp_path):
+    from tests.test_cli import run
+
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--data",
+        str(store_dir),
+        "--model",
+        "sasrec",
+        "--out",
+        str(tmp_path / "m"),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--split",
+        "loo",
+        "--param",
+        "hidden=16",
+        "--param",
+        "max_len=10",
+    )
+    assert code == 0 and "SASRec(" in out and "epochs=2" in out
+    code, out, _ = run(capsys, "recommend", "--model", str(tmp_path / "m"), "--user", "u000005")
+    assert code == 0 and "top-10 recommendations (sasrec)" in out
+    code, _, err = run(
+        capsys,
+        "train",
+        "--data",
+        str(store_dir),
+        "--model",
+        "pop",
+        "--out",
+        str(tmp_path / "p"),
+        "--epochs",
+        "2",
+    )
+    assert code == 1 and "neural models only" in err

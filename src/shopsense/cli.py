@@ -212,6 +212,18 @@ def _fit(name: str, params: dict[str, Any], data, progress: bool, validation=Non
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSON file of parameters (as `shopsense tune` writes).",
 )
+@click.option(
+    "--epochs",
+    type=click.IntRange(1),
+    default=None,
+    help="Neural models: epochs to train (at most, with --split: early stopping).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default=None,
+    help="Neural models: where to train.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 def train(
     data: Path,
@@ -220,12 +232,27 @@ def train(
     split: str,
     params: tuple[str, ...],
     params_file: Path | None,
+    epochs: int | None,
+    device: str | None,
     seed: int,
 ) -> None:
-    """Train a model on a dataset and save it to --out."""
+    """Train a model on a dataset and save it to --out.
+
+    With --split, neural models stop early on that split's validation part.
+    """
+    from shopsense.models.registry import model_class
+
     dataset = Dataset.load(data)
-    train_data = dataset if split == "none" else split_dataset(dataset, split, seed=seed).train
-    model, seconds = _fit(name, _model_params(params, params_file), train_data, _progress())
+    parts = None if split == "none" else split_dataset(dataset, split, seed=seed)
+    train_data = dataset if parts is None else parts.train
+    model_params = _model_params(params, params_file)
+    neural = {"epochs": epochs, "device": device}
+    for key, value in neural.items():
+        if value is not None:
+            if key not in inspect.signature(model_class(name)).parameters:
+                raise ShopsenseError(f"--{key} applies to neural models only, not {name}")
+            model_params[key] = value
+    model, seconds = _fit(name, model_params, train_data, _progress(), parts)
     model.save(out, meta={"data": str(data.resolve()), "split": split, "fit_seconds": seconds})
     click.echo(
         f"trained {model!r} on {len(train_data.interactions):,} interactions "
