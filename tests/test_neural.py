@@ -174,3 +174,17 @@ def test_cli_trains_a_neural_model_with_epochs_and_device(capsys, store_dir, tmp
         "2",
     )
     assert code == 1 and "neural models only" in err
+
+
+def test_item_embeddings_can_start_from_title_embeddings(store):
+    from shopsense.features.sentence import SentenceEmbedder
+
+    # Zero epochs: only the initialisation is under test.
+    model = SASRec(**{**TINY, "epochs": 0}, text_init=True, cache_dir=EMBEDDING_CACHE).fit(store)
+    emb = model.item_embeddings()
+    titles = SentenceEmbedder(cache_dir=EMBEDDING_CACHE).encode(store.items["title"].tolist())
+    # Items whose titles are close start close: the embeddings keep the text's geometry.
+    text_sim = titles @ titles.T
+    emb_sim = (emb @ emb.T) / np.outer(np.linalg.norm(emb, axis=1), np.linalg.norm(emb, axis=1))
+    upper = np.triu_indices(len(emb), 1)
+    assert np.corrcoef(text_sim[upper], emb_sim[upper])[0, 1] > 0.5

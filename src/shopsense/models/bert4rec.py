@@ -71,6 +71,8 @@ class BERT4Rec(SequenceRecommender):
         max_seconds: float | None = None,
         seed: int = 0,
         device: str = "cpu",
+        text_init: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         self.hidden = hidden
         self.layers = layers
@@ -87,6 +89,8 @@ class BERT4Rec(SequenceRecommender):
         self.max_seconds = max_seconds
         self.seed = seed
         self.device = device
+        self.text_init = text_init
+        self.cache_dir = cache_dir
 
     def _build_net(self) -> None:
         self.net_ = _net(

@@ -164,6 +164,28 @@ class SequenceRecommender(TorchRecommender):
     def _build(self, dataset: Dataset) -> None:
         self.sequences_ = Sequences.from_events(dataset.interactions, dataset.n_users)
         self._build_net()
+        if self.text_init:
+            self._init_from_titles(dataset)
+
+    def _init_from_titles(self, dataset: Dataset) -> None:
+        """Start item embeddings from the titles' sentence embeddings, reduced to the
+        model's width by PCA and scaled like the default initialisation, so items
+        with few events start near textually similar ones."""
+        import torch
+
+        from shopsense.features.sentence import SentenceEmbedder
+
+        titles = dataset.items["title"].fillna("").astype(str).tolist()
+        vectors = SentenceEmbedder(cache_dir=self.cache_dir).encode(titles).astype(np.float64)
+        vectors -= vectors.mean(axis=0)
+        width = self.net_.item_emb.weight.shape[1]
+        _, _, vt = np.linalg.svd(vectors, full_matrices=False)
+        reduced = vectors @ vt[:width].T
+        reduced *= 0.02 / max(reduced.std(), 1e-12)
+        with torch.no_grad():
+            self.net_.item_emb.weight[1 : 1 + self.n_items_, : reduced.shape[1]] = torch.from_numpy(
+                reduced.astype(np.float32)
+            )
 
     def _state(self) -> dict[str, np.ndarray]:
         s = self.sequences_

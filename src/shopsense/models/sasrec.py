@@ -81,6 +81,8 @@ class SASRec(NextItemRecommender):
         max_seconds: float | None = None,
         seed: int = 0,
         device: str = "cpu",
+        text_init: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         self.hidden = hidden
         self.layers = layers
@@ -98,6 +100,8 @@ class SASRec(NextItemRecommender):
         self.max_seconds = max_seconds
         self.seed = seed
         self.device = device
+        self.text_init = text_init
+        self.cache_dir = cache_dir
 
     def _build_net(self) -> None:
         if self.hidden % self.heads:
