@@ -15,6 +15,7 @@ from bench import (
     generator,
     ingest_scale,
     model_table,
+    neural_table,
     recbole_check,
     sasrec_beauty,
 )
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "ingest": ingest_scale.run,
     "models": model_table.run,
     "sasrec": sasrec_beauty.run,
+    "neural": neural_table.run,
 }
 
 

@@ -4,6 +4,7 @@ Prints one JSON line: the test metrics at 10, fit seconds and peak MiB."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import resource
 import sys
@@ -27,7 +28,11 @@ def main(data: str, method: str, name: str, params: str) -> None:
     base = peak_mib()
     started = time.perf_counter()
     try:
-        model = create_model(name, **json.loads(params)).fit(split.train)
+        model = create_model(name, **json.loads(params))
+        if "validation" in inspect.signature(model.fit).parameters:
+            model.fit(split.train, validation=split)  # neural models stop early on it
+        else:
+            model.fit(split.train)
     except ShopsenseError as exc:
         print(json.dumps({"error": str(exc)}))
         return
