@@ -7,8 +7,9 @@
 
 "tuned" rows take the parameters ``shopsense tune`` finds on the validation
 part (``SHOPSENSE_BENCH_TRIALS`` Optuna trials, default 12); the test part is
-never seen while tuning. Peak memory is how far a child process's peak resident memory grows
-while the model fits and is evaluated, beyond what loading the data took.
+never seen while tuning. Peak memory is the peak resident memory of the child process that loads the data,
+fits the model and evaluates it (the interpreter and data alone take a few
+hundred MiB).
 """
 
 from __future__ import annotations
