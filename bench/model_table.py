@@ -7,9 +7,9 @@
 
 "tuned" rows take the parameters ``shopsense tune`` finds on the validation
 part (``SHOPSENSE_BENCH_TRIALS`` Optuna trials, default 12); the test part is
-never seen while tuning. Peak memory is the peak resident memory of the child process that loads the data,
-fits the model and evaluates it (the interpreter and data alone take a few
-hundred MiB).
+never seen while tuning. Peak memory is the peak resident memory of the
+child process that loads the data, fits the model and evaluates it (the
+interpreter and the data alone take a few hundred MiB).
 """
 
 from __future__ import annotations
