@@ -10,6 +10,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 from shopsense.data.dataset import Dataset
 from shopsense.data.split import split_dataset
@@ -21,6 +22,11 @@ COLUMNS = ("Recall@10", "NDCG@10", "MRR@10", "Hit@10", "Precision@10", "F1@10", 
 
 
 def peak_mib() -> float:
+    """This process's own peak resident memory (VmHWM). Unlike getrusage's
+    ru_maxrss, it starts afresh at exec, so a child does not report its parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -6,7 +6,7 @@
 - taobao sample: temporal 80/10/10.
 
 "tuned" rows take the parameters ``shopsense tune`` finds on the validation
-part (``SHOPSENSE_BENCH_TRIALS`` Optuna trials, default 12); the test part is
+part (``SHOPSENSE_BENCH_TRIALS`` Optuna trials, default 12, 0 to skip); the test part is
 never seen while tuning. Peak memory is the peak resident memory of the
 child process that loads the data, fits the model and evaluates it (the
 interpreter and the data alone take a few hundred MiB).
@@ -106,7 +106,7 @@ def run() -> dict:
         for name in MODELS:
             rows[name] = _run(name, RERANK[folder] if name == "rerank" else {}, tmp, method)
             print(f"  .. {folder} {name}: {rows[name]}", flush=True)
-        for name in TUNED:
+        for name in TUNED if TRIALS > 0 else ():
             if "error" in rows[name]:
                 continue
             best = tune(dataset, name, TRIALS, split=method, seed=0)
