@@ -45,6 +45,14 @@ class TorchRecommender(Recommender):
 
     net_: Any
 
+    @staticmethod
+    def search_space(trial: Any) -> dict[str, Any]:
+        """What every neural model here has: its learning rate and dropout."""
+        return {
+            "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        }
+
     # ------------------------------------------------------------------ hooks
     def _build(self, dataset: Dataset) -> None:
         raise NotImplementedError
