@@ -3,50 +3,9 @@ masked steps; to recommend, a mask is put after the last step."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from shopsense.models.neural import N_TYPES, SequenceRecommender
-
-
-def _net(n_items: int, hidden: int, layers: int, heads: int, max_len: int, dropout: float):
-    import torch
-    from torch import nn
-
-    class BERT4RecNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            # 0 is padding, 1..n the items, n + 1 the mask token.
-            self.item_emb = nn.Embedding(n_items + 2, hidden, padding_idx=0)
-            self.type_emb = nn.Embedding(N_TYPES + 1, hidden, padding_idx=0)
-            self.pos_emb = nn.Embedding(max_len, hidden)
-            layer = nn.TransformerEncoderLayer(
-                hidden,
-                heads,
-                dim_feedforward=hidden * 4,
-                dropout=dropout,
-                activation="gelu",
-                batch_first=True,
-                norm_first=True,
-            )
-            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-            self.norm = nn.LayerNorm(hidden)
-            self.dropout = nn.Dropout(dropout)
-            nn.init.normal_(self.item_emb.weight, std=0.02)
-
-        def forward(self, items, types):
-            length = items.shape[1]
-            # Position 0 is the most recent step, whatever the padded width.
-            pos = torch.arange(length - 1, -1, -1, device=items.device)
-            x = self.item_emb(items) * math.sqrt(hidden) + self.pos_emb(pos) + self.type_emb(types)
-            pad = items == 0
-            # Padding is never attended to, except by itself (no empty rows).
-            mask = pad.unsqueeze(1) & ~torch.eye(length, dtype=torch.bool, device=items.device)
-            mask = mask.repeat_interleave(heads, dim=0)
-            return self.norm(self.encoder(self.dropout(x), mask=mask))
-
-    return BERT4RecNet()
+from shopsense.models.neural import SequenceRecommender, transformer_net
 
 
 class BERT4Rec(SequenceRecommender):
@@ -93,8 +52,14 @@ class BERT4Rec(SequenceRecommender):
         self.cache_dir = cache_dir
 
     def _build_net(self) -> None:
-        self.net_ = _net(
-            self.n_items_, self.hidden, self.layers, self.heads, self.max_len, self.dropout
+        self.net_ = transformer_net(
+            self.n_items_ + 2,
+            self.hidden,
+            self.layers,
+            self.heads,
+            self.max_len,
+            self.dropout,
+            False,
         )
 
     def _batches(self, rng: np.random.Generator):

@@ -307,3 +307,52 @@ class NextItemRecommender(SequenceRecommender):
     def _infer(self, items, types):
         hidden = self.net_(items, types)[:, -1]
         return hidden @ self.net_.item_emb.weight[1:].T
+
+
+def transformer_net(
+    item_rows: int, hidden: int, layers: int, heads: int, max_len: int, dropout: float, causal: bool
+):
+    """Item, behaviour and position embeddings under a pre-norm transformer
+    encoder: SASRec's (``causal``) and BERT4Rec's (bidirectional) network.
+    ``item_rows`` counts padding (row 0) and any special tokens."""
+    import math
+
+    import torch
+    from torch import nn
+
+    class TransformerSequenceNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.item_emb = nn.Embedding(item_rows, hidden, padding_idx=0)
+            self.type_emb = nn.Embedding(N_TYPES + 1, hidden, padding_idx=0)
+            self.pos_emb = nn.Embedding(max_len, hidden)
+            layer = nn.TransformerEncoderLayer(
+                hidden,
+                heads,
+                dim_feedforward=hidden * 4,
+                dropout=dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(hidden)
+            self.dropout = nn.Dropout(dropout)
+            nn.init.normal_(self.item_emb.weight, std=0.02)
+
+        def forward(self, items, types):
+            length = items.shape[1]
+            # Position 0 is the most recent step, whatever the padded width.
+            pos = torch.arange(length - 1, -1, -1, device=items.device)
+            x = self.item_emb(items) * math.sqrt(hidden) + self.pos_emb(pos) + self.type_emb(types)
+            # Padding is never attended to (nor, if causal, later steps); each
+            # position always sees itself, so no row is empty.
+            mask = (items == 0).unsqueeze(1).expand(-1, length, -1)
+            if causal:
+                later = torch.ones(length, length, dtype=torch.bool, device=items.device).triu(1)
+                mask = mask | later
+            mask = mask & ~torch.eye(length, dtype=torch.bool, device=items.device)
+            mask = mask.repeat_interleave(heads, dim=0)
+            return self.norm(self.encoder(self.dropout(x), mask=mask))
+
+    return TransformerSequenceNet()
