@@ -64,20 +64,7 @@ class CFGAN(TorchRecommender):
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
-        self.hidden = hidden
-        self.dropout = dropout
-        self.zr_ratio = zr_ratio
-        self.pm_ratio = pm_ratio
-        self.zr_weight = zr_weight
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.eval_every = eval_every
-        self.max_seconds = max_seconds
-        self.seed = seed
-        self.device = device
+        self._keep_params(locals())
 
     def _build_net(self) -> None:
         self.net_ = _nets(self.n_items_, self.hidden, self.dropout)

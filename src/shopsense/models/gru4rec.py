@@ -71,23 +71,7 @@ class GRU4Rec(NextItemRecommender):
         text_init: bool = False,
         cache_dir: str | None = None,
     ) -> None:
-        self.hidden = hidden
-        self.layers = layers
-        self.max_len = max_len
-        self.dropout = dropout
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.eval_every = eval_every
-        self.max_seconds = max_seconds
-        self.seed = seed
-        self.device = device
-        self.text_init = text_init
-        self.cache_dir = cache_dir
+        self._keep_params(locals())
 
     def _build_net(self) -> None:
         self.net_ = _net(self.n_items_, self.hidden, self.layers, self.dropout)

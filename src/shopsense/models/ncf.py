@@ -62,18 +62,7 @@ class NCF(TorchRecommender):
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
-        self.factors = factors
-        self.dropout = dropout
-        self.n_negatives = n_negatives
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.eval_every = eval_every
-        self.max_seconds = max_seconds
-        self.seed = seed
-        self.device = device
+        self._keep_params(locals())
 
     def _build_net(self) -> None:
         self.net_ = _net(self.n_users_, self.n_items_, self.factors, self.dropout)

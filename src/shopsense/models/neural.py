@@ -45,6 +45,13 @@ class TorchRecommender(Recommender):
 
     net_: Any
 
+    def _keep_params(self, params: dict[str, Any]) -> None:
+        """Store ``__init__``'s arguments as attributes (``locals()`` of it): the
+        neural models take many, all named in their signatures for ``get_params``."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         """What every neural model here has: its learning rate and dropout."""

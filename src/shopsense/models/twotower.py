@@ -90,22 +90,7 @@ class TwoTower(TorchRecommender):
         device: str = "cpu",
         cache_dir: str | None = None,
     ) -> None:
-        self.dim = dim
-        self.text = text
-        self.use_ids = use_ids
-        self.max_history = max_history
-        self.temperature = temperature
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.eval_every = eval_every
-        self.max_seconds = max_seconds
-        self.seed = seed
-        self.device = device
-        self.cache_dir = cache_dir
+        self._keep_params(locals())
 
     # ------------------------------------------------------------------ features
     def _fit_vocab(self, items: pd.DataFrame) -> None:
