@@ -22,6 +22,7 @@ from shopsense.data.dataset import Dataset
 from shopsense.data.formats import FORMATS, ReadOptions
 from shopsense.data.split import SPLIT_METHODS, split_dataset
 from shopsense.errors import ShopsenseError
+from shopsense.search.commands import COMMANDS as SEARCH_COMMANDS
 
 SPLIT_CHOICES = click.Choice(SPLIT_METHODS)
 
@@ -449,6 +450,10 @@ def list_models() -> None:
     for name in model_names():
         doc = (model_class(name).__doc__ or "").strip().splitlines()[0]
         click.echo(f"{name:<10} {doc}")
+
+
+for _command in SEARCH_COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

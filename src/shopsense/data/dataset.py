@@ -179,3 +179,20 @@ class Dataset:
     def item_ids(self, dense: np.ndarray) -> np.ndarray:
         """Source ids of dense item ids."""
         return self.items["item_id"].to_numpy()[dense]
+
+    def source_events(self) -> pd.DataFrame:
+        """Events with users and items as their source ids (``user_id``,
+        ``item_id``, ``session_id``; ``item_id`` is None where no item)."""
+        events = self.events
+        items = events["item"].to_numpy()
+        ids = self.items["item_id"].to_numpy()
+        return pd.DataFrame(
+            {
+                "user_id": self.users["user_id"].to_numpy()[events["user"].to_numpy()],
+                "item_id": np.where(items >= 0, ids[np.maximum(items, 0)], None),
+                "type": events["type"].astype(str).to_numpy(),
+                "timestamp": events["timestamp"].to_numpy(),
+                "session_id": events["session"].astype(object).to_numpy(),
+                "query": events["query"].astype(object).to_numpy(),
+            }
+        )

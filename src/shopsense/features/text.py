@@ -19,7 +19,7 @@ CHINESE_STOP_WORDS = frozenset(
 
 
 @cache
-def _jieba():
+def jieba_tokenizer():
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
@@ -44,7 +44,7 @@ def tokenize(text: str | None) -> list[str]:
     for match in WORD.finditer(str(text).lower()):
         piece = match.group()
         if CJK.match(piece):
-            tokens.extend(w for w in _jieba().lcut(piece) if w not in CHINESE_STOP_WORDS)
+            tokens.extend(w for w in jieba_tokenizer().lcut(piece) if w not in CHINESE_STOP_WORDS)
         elif piece not in ENGLISH_STOP_WORDS:
             tokens.append(_stem(piece))
     return tokens

@@ -1,0 +1,546 @@
+"""The search engine: builds an index folder from a catalog, opens it, and
+answers queries with filters, facets, sorting, typo tolerance, synonyms,
+highlighting, personalization and autocomplete.
+
+A query is analysed once (terms, typo corrections, synonyms), retrieved by
+BM25 and by embedding similarity, fused, optionally re-ranked by a learnt
+ranker, optionally personalized, then filtered, faceted, sorted and paged.
+Filters are applied inside both retrievers, so a selective filter still gets
+the best matches within it; facets are counted over the first ``max_hits``
+matches of the query (as Meilisearch's ``maxTotalHits``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shopsense.errors import ShopsenseError
+from shopsense.search.analysis import MAX_QUERY_CHARS, segment, stem, words
+from shopsense.search.catalog import Catalog, Filters, canonical_catalog
+from shopsense.search.fusion import FUSION_METHODS, fuse
+from shopsense.search.lexical import LexicalIndex, item_text
+from shopsense.search.profiles import UserProfiles
+from shopsense.search.semantic import QueryEncoder, VectorIndex, item_embedding_text
+from shopsense.search.suggest import Suggester, Suggestion
+from shopsense.search.typo import Vocabulary
+
+SORTS = ("relevance", "price_asc", "price_desc", "popularity", "newest")
+MAX_PER_PAGE = 100
+HIGHLIGHT = re.compile(r"[\u3400-\u9fff]+|[^\W_]+", re.UNICODE)
+
+
+@dataclass
+class SearchSettings:
+    """Ranking and tolerance knobs, saved with the index (``settings.json``)."""
+
+    title_boost: float = 2.0
+    fusion: str = "convex"
+    semantic_weight: float = 0.3
+    rrf_k: float = 60.0
+    semantic_min_score: float = 0.2
+    max_hits: int = 1000
+    semantic_k: int = 100
+    rerank_depth: int = 200
+    typo_weight: float = 0.6
+    synonym_weight: float = 0.8
+    one_typo: int = 4
+    two_typos: int = 8
+    personalization: float = 0.3
+    hnsw_above: int = 200_000
+    model_path: str | None = None
+    embedding_cache: str | None = None
+    synonyms: list[list[str]] = field(default_factory=list)
+
+    def check(self) -> None:
+        if self.fusion not in FUSION_METHODS:
+            raise ShopsenseError(f"fusion must be one of {', '.join(FUSION_METHODS)}")
+        if not 0.0 <= self.semantic_weight <= 1.0:
+            raise ShopsenseError("semantic_weight must be between 0 and 1")
+        if self.max_hits < 1 or self.semantic_k < 0:
+            raise ShopsenseError("max_hits must be positive and semantic_k not negative")
+
+    def synonym_map(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for group in self.synonyms:
+            for word in group:
+                out.setdefault(word.lower(), []).extend(w for w in group if w != word)
+        return out
+
+
+def load_synonyms(path: Path) -> list[list[str]]:
+    """Synonym groups from JSON (a list of lists) or text (one comma-separated group a line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ShopsenseError(f"cannot read synonyms {path}: {e.strerror}") from None
+    if path.suffix == ".json":
+        try:
+            groups = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ShopsenseError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+            raise ShopsenseError(f"{path} must hold a list of synonym lists")
+    else:
+        groups = [line.split(",") for line in text.splitlines() if line.strip()]
+    groups = [[str(w).strip().lower() for w in g if str(w).strip()] for g in groups]
+    return [g for g in groups if len(g) > 1]
+
+
+@dataclass
+class QueryPlan:
+    """A query after analysis: weighted index terms and what was corrected."""
+
+    text: str
+    words: list[str]
+    terms: list[tuple[str, float]]
+    corrections: dict[str, str]
+    highlight: set[str]
+
+    @property
+    def did_you_mean(self) -> str | None:
+        if not self.corrections:
+            return None
+        return " ".join(self.corrections.get(w, w) for w in self.words)
+
+
+@dataclass
+class Candidates:
+    """Retrieved rows in fused order with each retriever's evidence."""
+
+    rows: np.ndarray
+    score: np.ndarray
+    bm25: np.ndarray
+    cosine: np.ndarray
+    lexical_matches: int
+
+
+@dataclass
+class Hit:
+    item_id: str
+    title: str
+    brand: str
+    category: str
+    price: float | None
+    score: float
+    highlight: str
+
+
+@dataclass
+class SearchResults:
+    query: str
+    hits: list[Hit]
+    total: int
+    page: int
+    per_page: int
+    facets: dict[str, list[dict[str, Any]]]
+    did_you_mean: str | None
+    request_id: str
+    took_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SearchEngine:
+    """An opened index folder."""
+
+    def __init__(self, folder: Path, semantic: bool = True) -> None:
+        folder = Path(folder)
+        if not (folder / "settings.json").is_file():
+            raise ShopsenseError(f"{folder} is not a search index (no settings.json)")
+        self.folder = folder
+        self.settings = SearchSettings(**json.loads((folder / "settings.json").read_text()))
+        self.catalog = Catalog.load(folder)
+        self.lexical = LexicalIndex(folder / "tantivy")
+        self.vocabulary = Vocabulary.load(folder / "vocabulary.json")
+        self.suggester = Suggester.load(folder / "suggest.json")
+        self.profiles = UserProfiles.load(folder / "profiles.parquet")
+        vectors = folder / "vectors.faiss"
+        self.vectors = VectorIndex.load(vectors) if semantic and vectors.is_file() else None
+        self.encoder = QueryEncoder(self.settings.model_path) if self.vectors else None
+        self.ranker = None
+        if (folder / "ranker.txt").is_file():
+            from shopsense.search.ranker import Ranker
+
+            self.ranker = Ranker.load(folder / "ranker.txt")
+        self.log_path: Path | None = None
+        self._synonyms = self.settings.synonym_map()
+
+    # ------------------------------------------------------------- analysis
+    def analyze(self, query: str) -> QueryPlan:
+        s = self.settings
+        plan_words = words(query)
+        weights: dict[str, float] = {}
+        corrections: dict[str, str] = {}
+
+        def add(term: str, weight: float) -> None:
+            weights[term] = max(weights.get(term, 0.0), weight)
+
+        for word in plan_words:
+            term = stem(word)
+            add(term, 1.0)
+            if word not in self.vocabulary and self.lexical.doc_freq(term) == 0:
+                found = self.vocabulary.corrections(word)
+                for fixed, edits in found:
+                    add(stem(fixed), s.typo_weight / edits)
+                if found:
+                    corrections[word] = found[0][0]
+            for synonym in self._synonyms.get(word, []):
+                for w in words(synonym):
+                    add(stem(w), s.synonym_weight)
+        return QueryPlan(query, plan_words, list(weights.items()), corrections, set(weights))
+
+    # ------------------------------------------------------------- retrieval
+    def retrieve(
+        self, plan: QueryPlan, query_vector: np.ndarray | None, filters: Filters
+    ) -> Candidates:
+        s = self.settings
+        lists, list_weights = [], []
+        lex_rows, lex_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+        if plan.terms:
+            text_query = self.lexical.text_query(plan.terms, s.title_boost)
+            lex_rows, lex_scores = self.lexical.search(text_query, filters, s.max_hits)
+            live = ~self.catalog.deleted[lex_rows]
+            lex_rows, lex_scores = lex_rows[live], lex_scores[live]
+            lists.append((lex_rows, lex_scores))
+            list_weights.append(1.0 - s.semantic_weight)
+        sem_rows, sem_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+        if query_vector is not None and s.semantic_weight > 0:
+            allowed = None
+            if filters.active() or self.catalog.deleted.any():
+                allowed = np.zeros(self.catalog.n_rows, bool)
+                live = self.catalog.live_rows
+                allowed[live[self.catalog.mask(live, filters)]] = True
+            sem_rows, sem_scores = self.vectors.search(query_vector, s.semantic_k, allowed)
+            keep = sem_scores >= s.semantic_min_score
+            sem_rows, sem_scores = sem_rows[keep], sem_scores[keep]
+            lists.append((sem_rows, sem_scores))
+            list_weights.append(s.semantic_weight)
+        rows, score = fuse(lists, list_weights, s.fusion, s.rrf_k)
+        bm25 = _lookup(rows, lex_rows, lex_scores)
+        cosine = _lookup(rows, sem_rows, sem_scores, missing=np.nan)
+        return Candidates(rows, score, bm25, cosine, len(lex_rows))
+
+    def encode(self, query: str) -> np.ndarray | None:
+        if self.encoder is None or self.settings.semantic_weight <= 0:
+            return None
+        return self.encoder.encode(query)
+
+    # ------------------------------------------------------------- search
+    def search(
+        self,
+        query: str = "",
+        filters: Filters | dict[str, Any] | None = None,
+        sort: str = "relevance",
+        page: int = 1,
+        per_page: int = 10,
+        user_id: str | None = None,
+        personalization: float | None = None,
+        facets: bool = True,
+    ) -> SearchResults:
+        """One search: ``query`` (empty to browse), ``filters`` such as
+        ``{"brand": ["Acme"], "price_max": 50}``, a sort of ``SORTS``, a page.
+        With ``user_id``, results lean toward the user's categories and brands
+        by ``personalization`` (default: the index setting)."""
+        started = time.perf_counter()
+        if not isinstance(query, str):
+            raise ShopsenseError("query must be text")
+        if len(query) > MAX_QUERY_CHARS:
+            raise ShopsenseError(f"query is longer than {MAX_QUERY_CHARS} characters")
+        if sort not in SORTS:
+            raise ShopsenseError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
+            raise ShopsenseError(f"page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}")
+        filters = Filters.parse(filters)
+        query = query.strip()
+        plan = self.analyze(query)
+        if query:
+            found = self._query(plan, filters, user_id, personalization, sort)
+            rows, score, facet_rows = found
+        else:
+            live = self.catalog.live_rows
+            rows = live[self.catalog.mask(live, filters)]
+            score = self.catalog.popularity[rows]
+            rows, score = _sorted(rows, score, self._sort_key("popularity", rows))
+            facet_rows = live
+        if sort != "relevance":
+            rows, score = _sorted(rows, score, self._sort_key(sort, rows))
+        start = (page - 1) * per_page
+        shown = rows[start : start + per_page]
+        hits = [
+            self._hit(int(r), float(v), plan) for r, v in zip(shown, score[start:], strict=False)
+        ]
+        results = SearchResults(
+            query=query,
+            hits=hits,
+            total=len(rows),
+            page=page,
+            per_page=per_page,
+            facets=self.catalog.facets(facet_rows, filters) if facets else {},
+            did_you_mean=plan.did_you_mean,
+            request_id=uuid.uuid4().hex,
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        if self.log_path is not None:
+            self._log(results, user_id)
+        return results
+
+    def ranked_ids(self, query: str, limit: int = 100) -> list[str]:
+        """Item ids of the best ``limit`` results by relevance (for evaluation)."""
+        rows, _, _ = self._query(self.analyze(query.strip()), Filters(), None, 0.0, "relevance")
+        return self.catalog.items["item_id"].to_numpy()[rows[:limit]].tolist()
+
+    def _query(
+        self,
+        plan: QueryPlan,
+        filters: Filters,
+        user_id: str | None,
+        personalization: float | None,
+        sort: str,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        vector = self.encode(plan.text)
+        found = self.retrieve(plan, vector, filters)
+        facet_rows = found.rows
+        if filters.active():
+            everything = self.retrieve(plan, vector, Filters())
+            facet_rows = np.union1d(everything.rows, found.rows)
+        rows, score = found.rows, found.score
+        if self.ranker is not None and sort == "relevance" and len(rows):
+            rows, score = self.ranker.rerank(self, plan, vector, found)
+        strength = self.settings.personalization if personalization is None else personalization
+        if user_id is not None and strength > 0 and user_id in self.profiles and len(rows):
+            affinity = self.profiles.affinity(user_id, self.catalog, rows)
+            span = score.max() - score.min()
+            base = (score - score.min()) / span if span > 0 else np.ones(len(score))
+            top = affinity.max()
+            score = base + strength * (affinity / top if top > 0 else affinity)
+            order = np.argsort(-score, kind="stable")
+            rows, score = rows[order], score[order]
+        return rows, score, facet_rows
+
+    def _sort_key(self, sort: str, rows: np.ndarray) -> np.ndarray:
+        """Ascending key for a sort; items without the value go last."""
+        c = self.catalog
+        if sort in ("price_asc", "price_desc"):
+            price = c.price[rows]
+            key = price if sort == "price_asc" else -price
+            return np.where(np.isfinite(key), key, np.inf)
+        if sort == "popularity":
+            return -c.popularity[rows]
+        return np.where(np.isfinite(c.created[rows]), -c.created[rows], np.inf)
+
+    def _hit(self, row: int, score: float, plan: QueryPlan) -> Hit:
+        items = self.catalog.items
+        price = float(self.catalog.price[row])
+        title = items.at[row, "title"]
+        return Hit(
+            item_id=str(items.at[row, "item_id"]),
+            title=title,
+            brand=items.at[row, "brand"],
+            category=items.at[row, "category"],
+            price=price if np.isfinite(price) else None,
+            score=round(score, 6),
+            highlight=highlight(title, plan.highlight),
+        )
+
+    def _log(self, results: SearchResults, user_id: str | None) -> None:
+        """A ``search`` event with what was shown, so later clicks can name it."""
+        event = {
+            "user_id": user_id,
+            "item_id": None,
+            "type": "search",
+            "timestamp": int(time.time()),
+            "query": results.query,
+            "context": json.dumps(
+                {"request_id": results.request_id, "shown": [h.item_id for h in results.hits]}
+            ),
+        }
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(event, ensure_ascii=False) + "\n")
+
+    def suggest(self, prefix: str, k: int = 10) -> list[Suggestion]:
+        if not isinstance(prefix, str) or len(prefix) > MAX_QUERY_CHARS:
+            raise ShopsenseError(f"a prefix is text of at most {MAX_QUERY_CHARS} characters")
+        return self.suggester.suggest(prefix, k)
+
+    # ------------------------------------------------------------- changes
+    def upsert(self, items: pd.DataFrame, progress: bool = False) -> int:
+        """Add or replace items without rebuilding the index; returns how many."""
+        new_rows, old_rows = self.catalog.append(items)
+        if len(old_rows):
+            self.lexical.delete(old_rows)
+        self.lexical.add(self.catalog, new_rows)
+        if self.vectors is not None:
+            self.vectors.add(_embed(self.catalog, new_rows, self.folder, self.settings, progress))
+        self.vocabulary.update(_documents(self.catalog, new_rows))
+        self._refresh_suggestions()
+        self._save()
+        return len(new_rows)
+
+    def delete(self, item_ids: list[str]) -> int:
+        rows = self.catalog.delete([str(i) for i in item_ids])
+        if len(rows):
+            self.lexical.delete(rows)
+            self._refresh_suggestions()
+            self._save()
+        return len(rows)
+
+    def _refresh_suggestions(self) -> None:
+        queries = json.loads((self.folder / "queries.json").read_text(encoding="utf-8"))
+        self.suggester = _suggester(self.catalog, queries)
+
+    def _save(self) -> None:
+        self.catalog.save(self.folder)
+        self.vocabulary.save(self.folder / "vocabulary.json")
+        self.suggester.save(self.folder / "suggest.json")
+        if self.vectors is not None:
+            self.vectors.save(self.folder / "vectors.faiss")
+
+
+def _lookup(rows: np.ndarray, keys: np.ndarray, values: np.ndarray, missing: float = 0.0):
+    out = np.full(len(rows), missing, np.float64)
+    if len(keys):
+        order = np.argsort(keys)
+        pos = np.minimum(np.searchsorted(keys[order], rows), len(keys) - 1)
+        found = keys[order][pos] == rows
+        out[found] = values[order][pos][found]
+    return out
+
+
+def _sorted(rows: np.ndarray, score: np.ndarray, key: np.ndarray):
+    order = np.argsort(key, kind="stable")
+    return rows[order], score[order]
+
+
+def highlight(title: str, terms: set[str]) -> str:
+    """The title, HTML-escaped, with words matching ``terms`` in ``<em>``."""
+    out, last = [], 0
+    for m in HIGHLIGHT.finditer(title):
+        out.append(html.escape(title[last : m.start()]))
+        piece = m.group()
+        parts = segment(piece).split() if not piece.isascii() else [piece]
+        for part in parts:
+            text = html.escape(part)
+            out.append(f"<em>{text}</em>" if stem(part.lower()) in terms else text)
+        last = m.end()
+    out.append(html.escape(title[last:]))
+    return "".join(out)
+
+
+# ----------------------------------------------------------------- building
+def _documents(catalog: Catalog, rows: np.ndarray) -> list[list[str]]:
+    items = catalog.items
+    cols = [
+        items[c].to_numpy() for c in ("title", "brand", "category", "description", "attributes")
+    ]
+    return [
+        words(f"{cols[0][r]} {item_text(cols[1][r], cols[2][r], cols[3][r], cols[4][r])}", True)
+        for r in rows
+    ]
+
+
+def _embed(
+    catalog: Catalog, rows: np.ndarray, folder: Path, settings: SearchSettings, progress: bool
+) -> np.ndarray:
+    from shopsense.features.sentence import SentenceEmbedder
+
+    items = catalog.items
+    texts = [
+        item_embedding_text(items.at[r, "title"], items.at[r, "brand"], items.at[r, "category"])
+        for r in rows
+    ]
+    cache = settings_cache_dir(folder, settings)
+    return SentenceEmbedder(cache_dir=cache, model_path=settings.model_path).encode(texts, progress)
+
+
+def settings_cache_dir(folder: Path, settings: SearchSettings) -> Path:
+    """Where embeddings are cached: per model, so a fine-tuned model never reads base vectors."""
+    base = Path(settings.embedding_cache) if settings.embedding_cache else folder / "embeddings"
+    tag = Path(settings.model_path).name if settings.model_path else "all-MiniLM-L6-v2"
+    return base / tag
+
+
+def _suggester(catalog: Catalog, queries: dict[str, int]) -> Suggester:
+    live = catalog.live_rows
+    items = catalog.items
+    return Suggester.build(
+        items["title"].to_numpy()[live].tolist(),
+        items["item_id"].to_numpy()[live].tolist(),
+        catalog.popularity[live],
+        queries,
+    )
+
+
+def build_index(
+    items: pd.DataFrame,
+    out: Path,
+    events: pd.DataFrame | None = None,
+    settings: SearchSettings | None = None,
+    semantic: bool = True,
+    progress: bool = False,
+) -> SearchEngine:
+    """Index a catalog into the new folder ``out``. ``events`` (source ids:
+    user_id, item_id, type, timestamp, query) give popularity, the query log
+    for autocomplete and the profiles that personalize."""
+    from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS
+
+    out = Path(out)
+    if (out / "settings.json").exists():
+        raise ShopsenseError(f"{out} already holds an index; choose a new folder")
+    settings = settings or SearchSettings()
+    settings.check()
+    out.mkdir(parents=True, exist_ok=True)
+    catalog_items = canonical_catalog(items).drop_duplicates("item_id", keep="last")
+    queries: dict[str, int] = {}
+    profiles = UserProfiles(pd.DataFrame())
+    if events is not None and len(events):
+        weights = events["type"].map(DEFAULT_EVENT_WEIGHTS).fillna(0.0)
+        popularity = weights.groupby(events["item_id"].astype(str)).sum()
+        catalog_items["popularity"] = (
+            catalog_items["item_id"].map(popularity).fillna(0.0).to_numpy(np.float64)
+        )
+        catalog_items["search_clicks"] = (
+            catalog_items["item_id"].map(_search_clicks(events)).fillna(0.0).to_numpy(np.float64)
+        )
+        asked = events["query"][(events["type"] == "search") & events["query"].notna()]
+        queries = {
+            str(q): int(n) for q, n in asked.astype(str).str.strip().value_counts().items() if q
+        }
+        profiles = UserProfiles.from_events(events)
+    catalog = Catalog(catalog_items)
+    rows = np.arange(catalog.n_rows)
+    LexicalIndex(out / "tantivy").add(catalog, rows)
+    Vocabulary.build(
+        _documents(catalog, rows), one_typo=settings.one_typo, two_typos=settings.two_typos
+    ).save(out / "vocabulary.json")
+    (out / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), encoding="utf-8")
+    _suggester(catalog, queries).save(out / "suggest.json")
+    profiles.save(out / "profiles.parquet")
+    catalog.save(out)
+    if semantic:
+        vectors = VectorIndex.create(catalog.n_rows, settings.hnsw_above)
+        vectors.add(_embed(catalog, rows, out, settings, progress))
+        vectors.save(out / "vectors.faiss")
+    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
+    return SearchEngine(out, semantic=semantic)
+
+
+def _search_clicks(events: pd.DataFrame) -> pd.Series:
+    """Per item, its clicks, carts and purchases in sessions that searched."""
+    if "session_id" not in events:
+        return pd.Series(dtype=np.float64)
+    searched = events["session_id"][events["type"] == "search"].dropna().unique()
+    acted = events[
+        events["type"].isin(["click", "cart", "purchase"]) & events["session_id"].isin(searched)
+    ]
+    return acted.groupby(acted["item_id"].astype(str)).size().astype(np.float64)

@@ -1,0 +1,79 @@
+"""What personalizes a search: each user's recent events, read as affinity
+for the categories and brands of the items they touched.
+
+A user's profile is their last ``RECENT`` events (item id and behaviour
+weight, a purchase counting more than a view). An item's affinity is the
+share of that weight on its leaf category, half the share on its top-level
+category, plus the share on its brand. Profiles hold item ids, not rows, so
+they survive catalog updates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS
+from shopsense.search.catalog import Catalog
+
+RECENT = 50
+
+
+class UserProfiles:
+    def __init__(self, events: pd.DataFrame) -> None:
+        """``events``: user_id, item_id, weight, timestamp."""
+        self.events = events
+        self._by_user = (
+            {u: g for u, g in events.groupby("user_id", sort=False)} if len(events) else {}
+        )
+
+    @classmethod
+    def from_events(cls, events: pd.DataFrame) -> UserProfiles:
+        """From source-id events (user_id, item_id, type, timestamp)."""
+        weights = events["type"].map(DEFAULT_EVENT_WEIGHTS)
+        keep = weights.notna() & events["item_id"].notna()
+        frame = pd.DataFrame(
+            {
+                "user_id": events["user_id"][keep].astype(str).to_numpy(),
+                "item_id": events["item_id"][keep].astype(str).to_numpy(),
+                "weight": weights[keep].to_numpy(np.float64),
+                "timestamp": events["timestamp"][keep].to_numpy(np.int64),
+            }
+        )
+        frame = frame.sort_values(["user_id", "timestamp"], kind="stable")
+        frame = frame.groupby("user_id", sort=False).tail(RECENT).reset_index(drop=True)
+        return cls(frame)
+
+    def __contains__(self, user_id: str) -> bool:
+        return user_id in self._by_user
+
+    def affinity(self, user_id: str, catalog: Catalog, rows: np.ndarray) -> np.ndarray:
+        """Each row's affinity for the user, 0 for an unknown user."""
+        out = np.zeros(len(rows), np.float64)
+        events = self._by_user.get(user_id)
+        if events is None or not len(rows):
+            return out
+        seen = [catalog.row_of.get(i, -1) for i in events["item_id"]]
+        seen_rows = np.array(seen, np.int64)
+        weight = events["weight"].to_numpy()[seen_rows >= 0]
+        seen_rows = seen_rows[seen_rows >= 0]
+        total = weight.sum()
+        if total <= 0:
+            return out
+        path_codes, _, per_path, _ = catalog.paths
+        top = np.array([p[0] if p else -1 for p in per_path] + [-1], np.int64)
+        brand_codes, _ = catalog.brand_codes
+        for codes, scale in ((path_codes, 1.0), (top[path_codes], 0.5), (brand_codes, 1.0)):
+            share = pd.Series(weight).groupby(codes[seen_rows]).sum() / total
+            share = share[share.index >= 0]
+            out += scale * pd.Series(codes[rows]).map(share).fillna(0.0).to_numpy()
+        return out
+
+    def save(self, path: Path) -> None:
+        self.events.to_parquet(path, index=False)
+
+    @classmethod
+    def load(cls, path: Path) -> UserProfiles:
+        return cls(pd.read_parquet(path) if path.is_file() else pd.DataFrame())

@@ -1,0 +1,114 @@
+"""Semantic retrieval: sentence embeddings of item text in faiss, and a query
+encoder fast enough for a search box.
+
+Row i of the vector index is catalog row i (rows are append-only; deleted
+rows are masked out at query time). Below ``hnsw_above`` vectors the index is
+exact inner product; above it, HNSW. Queries skip sentence-transformers'
+batching machinery (one short text needs none of it) and are cached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from shopsense.features.sentence import DIM, sentence_model
+
+QUERY_CACHE = 4096
+HNSW_NEIGHBOURS = 32
+
+
+def item_embedding_text(title: str, brand: str, category: str) -> str:
+    """What an item's vector encodes: its title, brand and deepest category."""
+    leaf = category.rsplit(">", 1)[-1].strip()
+    return " ".join(p for p in (title, brand if brand not in title else "", leaf) if p)
+
+
+class VectorIndex:
+    """faiss inner-product index over L2-normalized vectors, one per catalog row."""
+
+    def __init__(self, index) -> None:
+        self.index = index
+
+    @classmethod
+    def create(cls, n_expected: int, hnsw_above: int) -> VectorIndex:
+        import faiss
+
+        if n_expected > hnsw_above:
+            index = faiss.IndexHNSWFlat(DIM, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+        else:
+            index = faiss.IndexFlatIP(DIM)
+        return cls(index)
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, vectors: np.ndarray) -> None:
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and cosine similarities of the ``k`` nearest, among ``allowed`` rows."""
+        import faiss
+
+        if self.size == 0 or k <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        params = None
+        if allowed is not None:
+            bits = np.packbits(allowed[: self.size].astype(np.uint8), bitorder="little")
+            selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bits))
+            if isinstance(self.index, faiss.IndexHNSW):
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(64, k))
+            else:
+                params = faiss.SearchParameters(sel=selector)
+        scores, rows = self.index.search(query.reshape(1, -1).astype(np.float32), k, params=params)
+        keep = rows[0] >= 0
+        return rows[0][keep].astype(np.int64), scores[0][keep]
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        if not len(rows):
+            return np.empty((0, DIM), np.float32)
+        return self.index.reconstruct_batch(rows.astype(np.int64))
+
+    def save(self, path: Path) -> None:
+        import faiss
+
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> VectorIndex:
+        import faiss
+
+        return cls(faiss.read_index(str(path)))
+
+
+class QueryEncoder:
+    """One query at a time through the sentence model, with an LRU cache.
+
+    Encoding one short text is fastest on one thread: a server sets
+    ``torch.set_num_threads(1)`` (the CLI and benchmarks do)."""
+
+    def __init__(self, model_path: str | None = None) -> None:
+        self.model = sentence_model("cpu", model_path)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def encode(self, text: str) -> np.ndarray:
+        import torch
+
+        hit = self._cache.get(text)
+        if hit is not None:
+            self._cache.move_to_end(text)
+            return hit
+        with torch.inference_mode():
+            features = self.model.preprocess([text])
+            vector = self.model.forward(features)["sentence_embedding"][0]
+            vector = torch.nn.functional.normalize(vector, dim=-1).numpy().astype(np.float32)
+        self._cache[text] = vector
+        if len(self._cache) > QUERY_CACHE:
+            self._cache.popitem(last=False)
+        return vector

@@ -1,0 +1,151 @@
+"""Autocomplete from item titles and the query log.
+
+Every phrase is findable from the start of any of its first words ("dri"
+finds "Cordless Drill"), ranked by popularity: a past query by how often it
+was searched, a title by its item's popularity. When the prefix finds too
+little, its last word is corrected against the phrases' words (one edit from
+4 letters, two from 8), so "cordles dr" still completes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from shopsense.search.typo import Vocabulary
+
+KEY_CHARS = 48
+WORD_STARTS = 6
+SPACE = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    return SPACE.sub(" ", text.lower()).strip()
+
+
+@dataclass
+class Suggestion:
+    text: str
+    kind: str  # "query" or "item"
+    item_id: str | None
+    score: float
+
+
+class Suggester:
+    """Phrases (display text, kind, item id, weight) and a sorted key list over them."""
+
+    def __init__(
+        self, texts: list[str], kinds: list[str], item_ids: list[str | None], weights: np.ndarray
+    ) -> None:
+        self.texts, self.kinds, self.item_ids = texts, kinds, item_ids
+        self.weights = np.asarray(weights, np.float64)
+
+    @classmethod
+    def build(
+        cls,
+        titles: list[str],
+        item_ids: list[str],
+        popularity: np.ndarray,
+        queries: dict[str, int],
+    ) -> Suggester:
+        texts, kinds, ids, weights = [], [], [], []
+        seen: set[str] = set()
+        for query, count in sorted(queries.items(), key=lambda kv: -kv[1]):
+            key = normalize(query)
+            if key and key not in seen:
+                seen.add(key)
+                texts.append(query.strip())
+                kinds.append("query")
+                ids.append(None)
+                weights.append(2.0 * np.log1p(count) + 1.0)
+        for title, item_id, pop in zip(titles, item_ids, popularity, strict=False):
+            if normalize(title):
+                texts.append(title.strip())
+                kinds.append("item")
+                ids.append(item_id)
+                weights.append(float(np.log1p(max(pop, 0.0))) + 0.5)
+        return cls(texts, kinds, ids, np.array(weights))
+
+    @cached_property
+    def _keys(self) -> tuple[list[str], np.ndarray]:
+        pairs: list[tuple[str, int]] = []
+        for i, text in enumerate(self.texts):
+            norm = normalize(text)
+            starts = [0, *[m.end() for m in re.finditer(" ", norm)][: WORD_STARTS - 1]]
+            pairs.extend((norm[s : s + KEY_CHARS], i) for s in starts)
+        pairs.sort()
+        return [k for k, _ in pairs], np.array([i for _, i in pairs], np.int64)
+
+    @cached_property
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary.build([normalize(t).split() for t in self.texts])
+
+    def _matches(self, prefix: str) -> np.ndarray:
+        keys, phrase = self._keys
+        lo = bisect.bisect_left(keys, prefix)
+        hi = bisect.bisect_left(keys, prefix + "\U0010ffff")
+        return phrase[lo:hi]
+
+    def suggest(self, prefix: str, k: int = 10) -> list[Suggestion]:
+        prefix = normalize(prefix)[:KEY_CHARS]
+        if not prefix or k <= 0:
+            return []
+        found = self._matches(prefix)
+        if len(np.unique(found)) < k:
+            head, _, last = prefix.rpartition(" ")
+            for variant in self._prefix_corrections(last):
+                found = np.concatenate([found, self._matches(f"{head} {variant}".strip())])
+        found = np.unique(found)
+        order = found[np.argsort(-self.weights[found], kind="stable")]
+        out, shown = [], set()
+        for i in order:
+            key = normalize(self.texts[i])
+            if key in shown:
+                continue
+            shown.add(key)
+            out.append(
+                Suggestion(self.texts[i], self.kinds[i], self.item_ids[i], float(self.weights[i]))
+            )
+            if len(out) == k:
+                break
+        return out
+
+    def _prefix_corrections(self, partial: str) -> list[str]:
+        """Starts of catalog words within the allowed edits of a partly typed word."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import OSA
+
+        edits = self.vocabulary.allowed_edits(partial)
+        if edits == 0:
+            return []
+        starts = self._word_starts(len(partial))
+        matches = process.extract(
+            partial, starts, scorer=OSA.distance, score_cutoff=edits, limit=20
+        )
+        return [m for m, d, _ in matches if d > 0]
+
+    def _word_starts(self, n: int) -> list[str]:
+        cache = self.__dict__.setdefault("_starts", {})
+        if n not in cache:
+            cache[n] = sorted({w[:n] for w in self.vocabulary.counts if len(w) >= n})
+        return cache[n]
+
+    def save(self, path: Path) -> None:
+        data = {
+            "texts": self.texts,
+            "kinds": self.kinds,
+            "item_ids": self.item_ids,
+            "weights": self.weights.tolist(),
+        }
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Suggester:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(data["texts"], data["kinds"], data["item_ids"], np.array(data["weights"]))

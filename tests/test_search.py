@@ -1,0 +1,298 @@
+"""Product search: retrieval, typo tolerance, filters, disjunctive facets,
+sorting, autocomplete, synonyms, personalization, incremental updates,
+learning to rank and evaluation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shopsense.errors import ShopsenseError
+from shopsense.search.engine import SearchEngine, SearchSettings, build_index
+from shopsense.search.evaluate import Judgments, evaluate_search, query_metrics, split_queries
+from shopsense.search.ranker import judgments_from_events, train_ranker
+from shopsense.search.typo import Vocabulary
+
+
+@pytest.fixture(scope="module")
+def index_dir(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "index"
+    cache = tmp_path_factory.mktemp("embeddings")
+    build_index(
+        store.items,
+        out,
+        store.source_events(),
+        settings=SearchSettings(embedding_cache=str(cache), synonyms=[["earbuds", "headphones"]]),
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(index_dir):
+    return SearchEngine(index_dir)
+
+
+@pytest.fixture(scope="module")
+def lexical(index_dir):
+    return SearchEngine(index_dir, semantic=False)
+
+
+def _noun(store, position: int = -1) -> str:
+    """A word that ends many English titles (the product noun)."""
+    titles = store.items["title"][store.items["title"].str.isascii()]
+    words = Counter(t.split()[-3].lower() for t in titles if len(t.split()) >= 3)
+    return words.most_common(3)[position][0]
+
+
+def test_lexical_search_finds_titles_and_highlights(lexical, store):
+    noun = _noun(store, 0)
+    results = lexical.search(noun, per_page=5)
+    assert results.total > 0 and len(results.hits) == 5
+    for hit in results.hits:
+        assert noun in hit.title.lower()
+        assert f"<em>{noun}</em>" in hit.highlight.lower()
+
+
+def test_chinese_query_finds_compound_words(lexical, store):
+    titles = store.items["title"]
+    assert titles.str.contains("手机").any()
+    results = lexical.search("手机", per_page=50)
+    assert results.hits and all("手机" in h.title for h in results.hits)
+    assert any(h.title.split()[1] != "手机" for h in results.hits)  # inside a compound
+
+
+def test_typo_tolerance_and_did_you_mean(lexical, store):
+    noun = _noun(store, 0)
+    assert len(noun) >= 5
+    typo = noun[0] + noun[2] + noun[1] + noun[3:]  # swap two letters: one edit
+    clean = lexical.search(noun, per_page=10)
+    fuzzy = lexical.search(typo, per_page=10)
+    assert fuzzy.did_you_mean == noun
+    assert [h.item_id for h in fuzzy.hits] == [h.item_id for h in clean.hits]
+    assert clean.did_you_mean is None
+
+
+def test_typo_budget_follows_word_length():
+    vocab = Vocabulary({"lamp": 5, "lamps": 2, "cat": 9, "headphones": 4, "box": 1})
+    assert vocab.corrections("lanp") == [("lamp", 1)]  # 4 letters: one edit
+    assert vocab.corrections("lmap") == [("lamp", 1)]  # a swap is one edit
+    assert vocab.corrections("lanps") == [("lamps", 1)]
+    assert vocab.corrections("cot") == []  # 3 letters: no typo allowed
+    assert vocab.corrections("haedphnes") == [("headphones", 2)]  # 9 letters: two edits
+    assert vocab.corrections("hdphnes") == []  # 7 letters: one edit only, and it is three
+    assert vocab.corrections("1234") == []  # numbers match exactly
+
+
+def test_filters_combine_with_and_across_fields_or_within(lexical, store):
+    items = store.items
+    brands = items["brand"].value_counts().index[:2].tolist()
+    results = lexical.search("", filters={"brand": brands}, per_page=100)
+    assert {h.brand for h in results.hits} <= set(brands)
+    assert results.total == int(items["brand"].isin(brands).sum())
+    top = items["category"].str.split(" > ").str[0].iloc[0]
+    both = lexical.search(
+        "", filters={"brand": brands, "category": [top], "price_max": 100}, per_page=100
+    )
+    expected = (
+        items["brand"].isin(brands)
+        & items["category"].str.startswith(top)
+        & (items["price"] <= 100)
+    )
+    assert both.total == int(expected.sum())
+    for hit in both.hits:
+        assert hit.brand in brands and hit.category.startswith(top) and hit.price <= 100
+
+
+def test_attribute_filter(lexical, store):
+    attrs = store.items["attributes"].map(json.loads)
+    colors = attrs.map(lambda a: a.get("color"))
+    color = colors.value_counts().index[0]
+    results = lexical.search("", filters={"attributes": {"color": [color]}}, per_page=100)
+    assert results.total == int((colors == color).sum())
+
+
+def test_facets_are_disjunctive(lexical, store):
+    noun = _noun(store, 0)
+    plain = lexical.search(noun)
+    brand_counts = {f["value"]: f["count"] for f in plain.facets["brand"]}
+    assert len(brand_counts) >= 2
+    chosen = next(iter(brand_counts))
+    filtered = lexical.search(noun, filters={"brand": [chosen]})
+    assert filtered.total == brand_counts[chosen]
+    # The other brands keep their counts although the filter excludes them.
+    assert {f["value"]: f["count"] for f in filtered.facets["brand"]} == brand_counts
+    assert sum(f["count"] for f in filtered.facets["price"]) == filtered.total
+    assert "category" in filtered.facets
+
+
+def test_selective_filter_searches_within_the_filter(lexical, store):
+    noun = _noun(store, 0)
+    lexical.settings.max_hits, saved = 3, lexical.settings.max_hits
+    try:
+        cheapest = store.items[store.items["title"].str.lower().str.contains(noun)]["price"].min()
+        results = lexical.search(noun, filters={"price_max": float(cheapest)})
+        assert results.total >= 1 and results.hits[0].price == cheapest
+    finally:
+        lexical.settings.max_hits = saved
+
+
+@pytest.mark.parametrize("sort", ["price_asc", "price_desc", "popularity", "newest"])
+def test_sorting_and_pages(lexical, sort):
+    first = lexical.search("", sort=sort, per_page=20)
+    second = lexical.search("", sort=sort, page=2, per_page=20)
+    rows = [lexical.catalog.row_of[h.item_id] for h in first.hits + second.hits]
+    assert len(set(rows)) == 40
+    key = {
+        "price_asc": lexical.catalog.price[rows],
+        "price_desc": -lexical.catalog.price[rows],
+        "popularity": -lexical.catalog.popularity[rows],
+        "newest": -lexical.catalog.created[rows],
+    }[sort]
+    assert np.all(np.diff(key) >= 0)
+
+
+def test_semantic_and_hybrid_retrieval(engine, lexical, store):
+    noun = _noun(store, 0)
+    hybrid = engine.search(noun, per_page=10)
+    assert noun in hybrid.hits[0].title.lower()
+    # A query no title contains still finds related items by meaning.
+    assert lexical.search("zzqx").total == 0
+    meaning = engine.search(f"a {noun} for me")
+    assert meaning.total > 0
+
+
+def test_synonyms(lexical):
+    results = lexical.search("earbuds", per_page=5)
+    assert results.hits
+    assert all("headphones" in f"{h.title} {h.category}".lower() for h in results.hits)
+
+
+def test_autocomplete_from_titles_and_queries(lexical, store):
+    noun = _noun(store, 0)
+    suggestions = lexical.suggest(noun[:3], k=5)
+    assert suggestions and all(noun[:3] in s.text.lower() for s in suggestions)
+    assert {s.kind for s in lexical.suggest(noun[:3], k=30)} == {"query", "item"}
+    scores = [s.score for s in suggestions]
+    assert scores == sorted(scores, reverse=True)
+    typo = lexical.suggest(noun[0] + noun[2] + noun[1] + noun[3:5], k=5)
+    assert typo and noun[:5] in typo[0].text.lower()
+    assert lexical.suggest("", k=5) == []
+
+
+def test_personalization_reorders_for_different_users(lexical, store):
+    events = store.source_events()
+    items = store.items.set_index("item_id")
+    leaf = events.dropna(subset=["item_id"]).assign(
+        top=lambda e: items["category"].reindex(e["item_id"]).str.split(" > ").str[0].to_numpy()
+    )
+    favourite = leaf.groupby("user_id")["top"].agg(lambda s: s.value_counts().index[0])
+    tops = favourite.value_counts().index[:2]
+    user_a = favourite[favourite == tops[0]].index[0]
+    user_b = favourite[favourite == tops[1]].index[0]
+    query = f"{tops[0]} {tops[1]}".lower()
+    a = lexical.search(query, user_id=user_a, personalization=2.0, per_page=10)
+    b = lexical.search(query, user_id=user_b, personalization=2.0, per_page=10)
+    assert [h.item_id for h in a.hits] != [h.item_id for h in b.hits]
+    assert a.hits[0].category.startswith(tops[0])
+    assert b.hits[0].category.startswith(tops[1])
+    anonymous = lexical.search(query, per_page=10)
+    assert lexical.search(query, user_id="nobody", per_page=10).hits == anonymous.hits
+
+
+def test_bad_input_is_a_clear_error_or_empty(lexical):
+    with pytest.raises(ShopsenseError, match="longer than"):
+        lexical.search("x" * 600)
+    with pytest.raises(ShopsenseError, match="sort"):
+        lexical.search("lamp", sort="cheapest")
+    with pytest.raises(ShopsenseError, match="unknown filter"):
+        lexical.search("lamp", filters={"colour": "red"})
+    with pytest.raises(ShopsenseError, match="price_min is above"):
+        lexical.search("lamp", filters={"price_min": 10, "price_max": 1})
+    with pytest.raises(ShopsenseError, match="number"):
+        lexical.search("lamp", filters={"price_max": "cheap"})
+    with pytest.raises(ShopsenseError, match="page"):
+        lexical.search("lamp", page=0)
+    for text in ("!!!", "   ", "\x00", "(((", "AND OR NOT", '"unterminated'):
+        lexical.search(text)  # no crash, maybe no results
+
+
+def test_incremental_updates(store, tmp_path):
+    out = tmp_path / "index"
+    engine = build_index(store.items.head(50), out, semantic=True)
+    assert engine.vectors.size == 50
+    new = pd.DataFrame(
+        {"item_id": ["n1"], "title": ["Zorblax quantum kettle"], "brand": ["Zorb"], "price": [9.5]}
+    )
+    engine.upsert(new)
+    assert engine.search("zorblax").hits[0].item_id == "n1"
+    engine.upsert(new.assign(title=["Plimbo quantum kettle"]))
+    assert engine.vectors.size == engine.catalog.n_rows == 52
+    assert engine.search("plimbo").hits[0].item_id == "n1"
+    reopened = SearchEngine(out, semantic=False)
+    assert reopened.search("zorblax").total == 0
+    assert [h.item_id for h in reopened.search("plimbo").hits] == ["n1"]
+    assert reopened.delete(["n1"]) == 1
+    assert reopened.search("plimbo").total == 0
+    assert "n1" not in {h.item_id for h in reopened.search("quantum kettle", per_page=100).hits}
+    assert SearchEngine(out, semantic=False).search("plimbo").total == 0
+    assert "n1" not in {h.item_id for h in SearchEngine(out).search("plimbo kettle").hits}
+
+
+def test_index_folder_is_never_overwritten(store, index_dir):
+    with pytest.raises(ShopsenseError, match="already holds"):
+        build_index(store.items, index_dir)
+
+
+def test_searches_are_logged_with_what_was_shown(store, index_dir, tmp_path):
+    engine = SearchEngine(index_dir, semantic=False)
+    engine.log_path = tmp_path / "searches.jsonl"
+    results = engine.search(_noun(store, 0), user_id="u1", per_page=3)
+    event = json.loads(engine.log_path.read_text().splitlines()[0])
+    assert event["type"] == "search" and event["user_id"] == "u1"
+    context = json.loads(event["context"])
+    assert context["request_id"] == results.request_id
+    assert context["shown"] == [h.item_id for h in results.hits]
+
+
+def test_metrics_by_hand():
+    grades = {"a": 3.0, "b": 2.0, "c": 1.0, "d": 2.5}
+    m = query_metrics(["x", "a", "c", "b"], grades, k=10, depth=2)
+    dcg = 2.0 / np.log2(3) + 1.0 / np.log2(5)
+    ideal = 2.0 + 1.5 / np.log2(3) + 1.0 / np.log2(4)
+    assert m["NDCG@10"] == pytest.approx(dcg / ideal)
+    assert m["Recall@2"] == pytest.approx(1 / 2)  # relevant: a and d (grade ≥ 2.33)
+    assert m["MRR@10"] == pytest.approx(1 / 2)
+    assert query_metrics(["x"], {"c": 1.0})["NDCG@10"] is None
+    dev, held = split_queries([str(i) for i in range(1000)])
+    assert 400 < len(held) < 600 and not set(dev) & set(held)
+    one, other = split_queries(["7", "3", "11"]), split_queries(["11", "3", "7"])
+    assert [set(part) for part in one] == [set(part) for part in other]
+
+
+def test_ranker_learns_from_click_logs(store, index_dir, tmp_path):
+    judgments = judgments_from_events(store.source_events())
+    assert len(judgments.queries) > 20
+    folder = tmp_path / "index"
+    shutil.copytree(index_dir, folder)
+    engine = SearchEngine(folder, semantic=False)
+    before = evaluate_search(lambda q: engine.ranked_ids(q), judgments)
+    ranker = train_ranker(engine, judgments, n_estimators=50)
+    ranker.save(folder / "ranker.txt")
+    engine = SearchEngine(folder, semantic=False)
+    assert engine.ranker is not None
+    after = evaluate_search(lambda q: engine.ranked_ids(q), judgments)
+    assert after["NDCG@10"] > before["NDCG@10"]  # it learnt the training queries' clicks
+    assert engine.search(_noun(store, 0)).hits
+
+
+def test_evaluate_search_on_judgments(lexical, store):
+    noun = _noun(store, 0)
+    relevant = store.items[store.items["title"].str.lower().str.contains(noun)]["item_id"]
+    judgments = Judgments({"q": noun}, {"q": {i: 3.0 for i in relevant[:5]}})
+    result = evaluate_search(lambda q: lexical.ranked_ids(q), judgments)
+    assert result["queries"] == 1 and 0 < result["NDCG@10"] <= 1 and result["Recall@100"] == 1.0
