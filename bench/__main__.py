@@ -18,6 +18,7 @@ from bench import (
     neural_table,
     recbole_check,
     sasrec_beauty,
+    search_quality,
 )
 from bench.common import OUTPUT, machine
 
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "models": model_table.run,
     "sasrec": sasrec_beauty.run,
     "neural": neural_table.run,
+    "search": search_quality.run,
 }
 
 
@@ -38,7 +40,10 @@ def main(names: list[str]) -> None:
         sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
     info = machine()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    results: dict = {"machine": info, "date": time.strftime("%Y-%m-%d")}
+    path = OUTPUT / "results.json"
+    # Figures of benchmarks not run now are kept from earlier runs.
+    results: dict = json.loads(path.read_text()) if path.is_file() else {}
+    results.update(machine=info, date=time.strftime("%Y-%m-%d"))
     for name in names or list(BENCHMARKS):
         print(f"\n== {name}")
         results[name] = BENCHMARKS[name]()

@@ -14,7 +14,13 @@ import pytest
 
 from shopsense.errors import ShopsenseError
 from shopsense.search.engine import SearchEngine, SearchSettings, build_index
-from shopsense.search.evaluate import Judgments, evaluate_search, query_metrics, split_queries
+from shopsense.search.evaluate import (
+    Judgments,
+    evaluate_search,
+    load_judgments,
+    query_metrics,
+    split_queries,
+)
 from shopsense.search.ranker import judgments_from_events, train_ranker
 from shopsense.search.typo import Vocabulary
 
@@ -296,3 +302,107 @@ def test_evaluate_search_on_judgments(lexical, store):
     judgments = Judgments({"q": noun}, {"q": {i: 3.0 for i in relevant[:5]}})
     result = evaluate_search(lambda q: lexical.ranked_ids(q), judgments)
     assert result["queries"] == 1 and 0 < result["NDCG@10"] <= 1 and result["Recall@100"] == 1.0
+
+
+def _judgment_files(store, folder):
+    """A small judgments pair of files: each query is an item's noun; its items are relevant."""
+    titles = store.items[store.items["title"].str.isascii()]
+    nouns = Counter(t.split()[-3].lower() for t in titles["title"] if len(t.split()) >= 3)
+    queries, labels = ["query_id,query"], ["query_id,product_uid,relevance"]
+    for qid, (noun, _) in enumerate(nouns.most_common(12)):
+        queries.append(f"{qid},{noun}")
+        for item in titles[titles["title"].str.lower().str.contains(noun)]["item_id"][:6]:
+            labels.append(f"{qid},{item},3")
+    (folder / "queries.csv").write_text("\n".join(queries) + "\n")
+    (folder / "labels.csv").write_text("\n".join(labels) + "\n")
+    return folder / "queries.csv", folder / "labels.csv"
+
+
+def test_search_cli(capsys, store, store_dir, tmp_path):
+    from tests.test_cli import run
+
+    index = tmp_path / "index"
+    code, out, err = run(capsys, "index", "--data", str(store_dir), "--out", str(index))
+    assert code == 0, err
+    assert "indexed 250 items" in out
+    noun = _noun(store, 0)
+    code, out, _ = run(capsys, "search", "--index", str(index), noun, "--per-page", "3")
+    assert code == 0 and "results for" in out and "brand:" in out and noun in out.lower()
+    code, out, _ = run(
+        capsys, "search", "--index", str(index), noun, "--json", "--sort", "price_asc"
+    )
+    result = json.loads(out)
+    prices = [h["price"] for h in result["hits"]]
+    assert prices == sorted(prices) and result["facets"]["price"]
+    code, out, _ = run(capsys, "suggest", "--index", str(index), noun[:3])
+    assert code == 0 and noun[:3] in out.lower()
+    queries, labels = _judgment_files(store, tmp_path)
+    report = tmp_path / "eval.json"
+    args = ["--index", str(index), "--queries", str(queries), "--labels", str(labels)]
+    code, out, _ = run(capsys, "evaluate-search", *args, "--json", str(report))
+    assert code == 0 and "NDCG@10" in out
+    assert json.loads(report.read_text())["queries"] == 12
+    code, out, err = run(
+        capsys, "train-ranker", "--index", str(index), "--from-events", str(store_dir)
+    )
+    assert code == 0, err
+    assert (index / "ranker.txt").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "--index", "/nonexistent", "lamp"], "not a search index"),
+        (["index", "--data", "/nonexistent", "--out", "/tmp/x"], "not found"),
+        (["train-ranker", "--index", "/nonexistent"], "--queries and --labels"),
+    ],
+)
+def test_search_cli_errors_are_one_line(capsys, args, message):
+    from tests.test_cli import run
+
+    code, _, err = run(capsys, *args)
+    assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_search_cli_rejects_bad_filters(capsys, index_dir):
+    from tests.test_cli import run
+
+    code, _, err = run(
+        capsys, "search", "--index", str(index_dir), "lamp", "--price-min", "9", "--price-max", "1"
+    )
+    assert code == 1 and "price_min is above price_max" in err
+    code, _, err = run(capsys, "search", "--index", str(index_dir), "x" * 600)
+    assert code == 1 and "longer than" in err
+
+
+def test_encoder_fine_tuning_moves_queries_toward_their_products(store, tmp_path):
+    from shopsense.search.finetune import finetune_encoder, model_tag, training_pairs
+    from shopsense.search.semantic import QueryEncoder
+
+    queries, labels = _judgment_files(store, tmp_path)
+    judgments = load_judgments(queries, labels)
+    titles = dict(zip(store.items["item_id"], store.items["title"], strict=True))
+    pairs = training_pairs(judgments, titles)
+    path = finetune_encoder(pairs, tmp_path / "encoder", epochs=3, batch_size=8, learning_rate=1e-4)
+    assert (path / "model.safetensors").is_file()
+    assert model_tag(str(path)).startswith("finetuned-") and model_tag(None) != model_tag(str(path))
+
+    def mean_similarity(encoder: QueryEncoder) -> float:
+        return float(np.mean([encoder.encode(q) @ encoder.encode(t) for q, t in pairs]))
+
+    assert mean_similarity(QueryEncoder(str(path))) > mean_similarity(QueryEncoder())
+
+
+def test_real_home_depot_search(real_data, tmp_path):
+    from shopsense.data.dataset import Dataset
+    from shopsense.data.ingest import ingest
+
+    path = real_data("homedepot-search")
+    ingest("homedepot", [path], tmp_path / "data", progress=False)
+    items = Dataset.load(tmp_path / "data").items
+    engine = build_index(items, tmp_path / "index", semantic=False)
+    judgments = load_judgments(path / "queries.csv", path / "labels.csv")
+    sample = judgments.subset(sorted(judgments.queries)[:400])
+    result = evaluate_search(lambda q: engine.ranked_ids(q), sample)
+    assert result["NDCG@10"] > 0.3 and result["Recall@100"] > 0.6
+    assert engine.search("drll").did_you_mean == "drill"

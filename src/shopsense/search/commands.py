@@ -4,6 +4,7 @@ train-ranker and evaluate-search."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,40 @@ def train_ranker_command(
     )
 
 
+@click.command(name="train-encoder")
+@INDEX_OPTION
+@click.option("--queries", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@HOLDOUT_OPTION
+@click.option("--epochs", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=int)
+def train_encoder_command(
+    index_dir: Path, queries: Path, labels: Path, holdout: float, epochs: int, seed: int
+) -> None:
+    """Fine-tune the sentence encoder on the dev side of graded judgments
+    (query, relevant product) and re-embed the index's items with it."""
+    import torch
+
+    from shopsense.search.finetune import finetune_encoder, training_pairs
+
+    engine = _open(index_dir)
+    if engine.vectors is None:
+        raise ShopsenseError(f"{index_dir} has no embeddings (built with --no-semantic)")
+    judgments = _judgments(queries, labels, "dev", holdout)
+    items = engine.catalog.items
+    titles = dict(zip(items["item_id"], items["title"], strict=True))
+    pairs = training_pairs(judgments, titles)
+    torch.set_num_threads(os.cpu_count() or 1)  # training uses every core
+    path = finetune_encoder(
+        pairs, index_dir / "encoder", epochs=epochs, seed=seed, progress=_progress()
+    )
+    engine.use_encoder(str(path.resolve()), progress=_progress())
+    click.echo(
+        f"encoder fine-tuned on {len(pairs):,} (query, product) pairs from "
+        f"{len(judgments.queries):,} queries; items re-embedded; saved to {path}"
+    )
+
+
 @click.command(name="evaluate-search")
 @INDEX_OPTION
 @click.option("--queries", required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -295,5 +330,6 @@ COMMANDS = (
     search_command,
     suggest_command,
     train_ranker_command,
+    train_encoder_command,
     evaluate_search_command,
 )

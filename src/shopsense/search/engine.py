@@ -387,6 +387,20 @@ class SearchEngine:
         self._save()
         return len(new_rows)
 
+    def use_encoder(self, model_path: str | None, progress: bool = False) -> None:
+        """Switch to another sentence encoder (e.g. one fine-tuned on this
+        store's queries): every item is embedded again with it."""
+        self.settings.model_path = model_path
+        rows = np.arange(self.catalog.n_rows)
+        vectors = VectorIndex.create(self.catalog.n_rows, self.settings.hnsw_above)
+        vectors.add(_embed(self.catalog, rows, self.folder, self.settings, progress))
+        self.vectors = vectors
+        self.encoder = QueryEncoder(model_path)
+        self._save()
+        (self.folder / "settings.json").write_text(
+            json.dumps(asdict(self.settings), indent=2), encoding="utf-8"
+        )
+
     def delete(self, item_ids: list[str]) -> int:
         rows = self.catalog.delete([str(i) for i in item_ids])
         if len(rows):
@@ -466,8 +480,9 @@ def _embed(
 def settings_cache_dir(folder: Path, settings: SearchSettings) -> Path:
     """Where embeddings are cached: per model, so a fine-tuned model never reads base vectors."""
     base = Path(settings.embedding_cache) if settings.embedding_cache else folder / "embeddings"
-    tag = Path(settings.model_path).name if settings.model_path else "all-MiniLM-L6-v2"
-    return base / tag
+    from shopsense.search.finetune import model_tag
+
+    return base / model_tag(settings.model_path)
 
 
 def _suggester(catalog: Catalog, queries: dict[str, int]) -> Suggester:

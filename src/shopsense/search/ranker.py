@@ -45,6 +45,9 @@ FEATURES = (
     "last_term_in_title",
     "last_term_early_in_title",
     "numbers_matched",
+    "chars_token_set",
+    "chars_partial",
+    "joined_query_in_title",
     "brand_matched",
     "category_matched",
     "popularity",
@@ -122,6 +125,7 @@ class Ranker:
                 out[i, col["brand_matched"]] = bool(all_terms & set(terms(brands[row])))
             if categories[row]:
                 out[i, col["category_matched"]] = bool(all_terms & set(terms(categories[row])))
+        _character_features(engine, plan, rows, out, col)
         out[:, col["popularity"]] = np.log1p(engine.catalog.popularity[rows])
         price = engine.catalog.price[rows]
         out[:, col["price"]] = np.where(np.isfinite(price), np.log1p(np.maximum(price, 0)), -1.0)
@@ -152,6 +156,34 @@ class Ranker:
         import lightgbm
 
         return cls(lightgbm.Booster(model_file=str(path)))
+
+
+def _character_features(
+    engine: SearchEngine, plan: QueryPlan, rows: np.ndarray, out: np.ndarray, col: dict[str, int]
+) -> None:
+    """Letter-level likeness of query and title, which terms miss: "deckover"
+    against "Deck Over", "2x4" against "2 in. x 4 in."."""
+    from rapidfuzz import fuzz, process, utils
+
+    if not len(rows):
+        return
+    titles = engine.catalog.items["title"].to_numpy()[rows].tolist()
+    query = utils.default_process(plan.text)
+    for name, scorer in (
+        ("chars_token_set", fuzz.token_set_ratio),
+        ("chars_partial", fuzz.partial_ratio),
+    ):
+        out[:, col[name]] = (
+            process.cdist(
+                [query], titles, scorer=scorer, processor=utils.default_process, dtype=np.float32
+            )[0]
+            / 100.0
+        )
+    joined = query.replace(" ", "")
+    if joined:
+        out[:, col["joined_query_in_title"]] = [
+            joined in utils.default_process(t).replace(" ", "") for t in titles
+        ]
 
 
 def _head(found: Candidates, depth: int) -> Candidates:
