@@ -117,6 +117,38 @@ def _settings(pairs: tuple[str, ...]):
     return settings
 
 
+def _read_items(path: Path):
+    """Items from a CSV, TSV, JSONL or Parquet file, extra columns folded into attributes."""
+    from shopsense.data.formats.common import canonical_items
+    from shopsense.data.sources import read_delimited, read_jsonl, read_parquet, read_table_whole
+
+    readers = {
+        ".csv": lambda: read_delimited(path, ",", chunk_rows=1_000_000),
+        ".tsv": lambda: read_delimited(path, "\t", chunk_rows=1_000_000),
+        ".jsonl": lambda: read_jsonl(path, 1_000_000),
+        ".parquet": lambda: read_parquet(path, 1_000_000),
+    }
+    if path.suffix not in readers:
+        raise ShopsenseError(f"{path}: items are read from {', '.join(readers)} files")
+    if not path.is_file():
+        raise ShopsenseError(f"{path} not found")
+    return canonical_items(read_table_whole(readers[path.suffix]()), {})
+
+
+@click.command(name="index-items")
+@INDEX_OPTION
+@click.argument("items_file", required=False, type=click.Path(path_type=Path))
+@click.option("--delete", "deleted", multiple=True, metavar="ITEM_ID", help="Remove an item.")
+def index_items_command(index_dir: Path, items_file: Path | None, deleted: tuple[str, ...]) -> None:
+    """Add or replace items (ITEMS_FILE) and remove others (--delete), without a rebuild."""
+    if items_file is None and not deleted:
+        raise ShopsenseError("give an items file to add or replace, or --delete ITEM_ID")
+    engine = _open(index_dir)
+    added = engine.upsert(_read_items(items_file), progress=_progress()) if items_file else 0
+    removed = engine.delete(list(deleted)) if deleted else 0
+    click.echo(f"{added:,} items added or replaced, {removed:,} deleted in {index_dir}")
+
+
 @click.command(name="search")
 @INDEX_OPTION
 @click.argument("query", default="")
@@ -135,6 +167,13 @@ def _settings(pairs: tuple[str, ...]):
 @click.option("--per-page", default=10, show_default=True, type=click.IntRange(1, 100))
 @click.option("--user", "user_id", default=None, help="Personalize for this user id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append the search, with what it showed, as a `search` event (JSONL).",
+)
 def search_command(
     index_dir: Path,
     query: str,
@@ -148,6 +187,7 @@ def search_command(
     per_page: int,
     user_id: str | None,
     as_json: bool,
+    log_path: Path | None,
 ) -> None:
     """Search the catalog; prints results and facets."""
     attrs: dict[str, list[str]] = {}
@@ -164,6 +204,7 @@ def search_command(
         "attributes": attrs,
     }
     engine = _open(index_dir)
+    engine.log_path = log_path
     results = engine.search(
         query, filters=filters, sort=sort, page=page, per_page=per_page, user_id=user_id
     )
@@ -327,6 +368,7 @@ def evaluate_search_command(
 
 COMMANDS = (
     index_command,
+    index_items_command,
     search_command,
     suggest_command,
     train_ranker_command,

@@ -21,6 +21,7 @@ import numpy as np
 from shopsense.search.typo import Vocabulary
 
 KEY_CHARS = 48
+MAX_TITLES = 200_000  # the most popular titles complete; the long tail is found by search
 WORD_STARTS = 6
 SPACE = re.compile(r"\s+")
 
@@ -64,7 +65,9 @@ class Suggester:
                 kinds.append("query")
                 ids.append(None)
                 weights.append(2.0 * np.log1p(count) + 1.0)
-        for title, item_id, pop in zip(titles, item_ids, popularity, strict=False):
+        keep = np.argsort(-np.asarray(popularity), kind="stable")[:MAX_TITLES]
+        for i in np.sort(keep):
+            title, item_id, pop = titles[i], item_ids[i], popularity[i]
             if normalize(title):
                 texts.append(title.strip())
                 kinds.append("item")
