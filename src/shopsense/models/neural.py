@@ -322,6 +322,8 @@ def transformer_net(
     """Item, behaviour and position embeddings under a pre-norm transformer
     encoder: SASRec's (``causal``) and BERT4Rec's (bidirectional) network.
     ``item_rows`` counts padding (row 0) and any special tokens."""
+    import math
+
     import torch
     from torch import nn
 
@@ -343,19 +345,13 @@ def transformer_net(
             self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
             self.norm = nn.LayerNorm(hidden)
             self.dropout = nn.Dropout(dropout)
-            # One scale for all three so position and behaviour do not drown
-            # the item's identity at the start of training.
-            for table in (self.item_emb, self.type_emb, self.pos_emb):
-                nn.init.normal_(table.weight, std=0.02)
-            with torch.no_grad():
-                self.item_emb.weight[0].zero_()
-                self.type_emb.weight[0].zero_()
+            nn.init.normal_(self.item_emb.weight, std=0.02)
 
         def forward(self, items, types):
             length = items.shape[1]
             # Position 0 is the most recent step, whatever the padded width.
             pos = torch.arange(length - 1, -1, -1, device=items.device)
-            x = self.item_emb(items) + self.pos_emb(pos) + self.type_emb(types)
+            x = self.item_emb(items) * math.sqrt(hidden) + self.pos_emb(pos) + self.type_emb(types)
             # Padding is never attended to (nor, if causal, later steps); each
             # position always sees itself, so no row is empty.
             mask = (items == 0).unsqueeze(1).expand(-1, length, -1)
