@@ -406,3 +406,21 @@ def test_real_home_depot_search(real_data, tmp_path):
     result = evaluate_search(lambda q: engine.ranked_ids(q), sample)
     assert result["NDCG@10"] > 0.3 and result["Recall@100"] > 0.6
     assert engine.search("drll").did_you_mean == "drill"
+
+
+def test_fusion_methods():
+    from shopsense.search.fusion import fuse
+
+    lexical = (np.array([1, 2, 3]), np.array([9.0, 5.0, 1.0]))
+    semantic = (np.array([3, 4]), np.array([0.9, 0.5]))
+    rows, scores = fuse([lexical, semantic], [0.5, 0.5], "convex")
+    # min-max per list: 1 → 1.0/2, 2 → 0.5/2, 3 → 0 + 1.0/2, 4 → 0.
+    assert dict(zip(rows.tolist(), scores.round(3).tolist(), strict=True)) == {
+        1: 0.5,
+        3: 0.5,
+        2: 0.25,
+        4: 0.0,
+    }
+    rows, scores = fuse([lexical, semantic], [1.0, 1.0], "rrf", rrf_k=60)
+    assert rows[0] == 3 and scores[0] == pytest.approx(1 / 63 + 1 / 61)
+    assert set(rows.tolist()) == {1, 2, 3, 4}
