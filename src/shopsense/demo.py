@@ -8,6 +8,7 @@ hybrid on everything → three users' recent history and top-5 picks.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -65,6 +66,16 @@ def run_demo(out: Path, users: int = 5000, items: int = 2000) -> None:
             "--history",
             "6",
         )
+    index = out / "index"
+    shutil.rmtree(index, ignore_errors=True)
+    cache = out / "embedding-cache"  # kept: a second demo embeds nothing
+    _run("index", "--data", str(data), "--out", str(index), "--embedding-cache", str(cache))
+    _run("train-ranker", "--index", str(index), "--from-events", str(data))
+    user = str(dataset.users["user_id"].iloc[picks[0]])
+    _run("search", "--index", str(index), "wireless headphnes", "--per-page", "5")
+    _run("search", "--index", str(index), "手机", "--price-max", "300", "--per-page", "3")
+    _run("search", "--index", str(index), "best", "--user", user, "--per-page", "5")
+    _run("suggest", "--index", str(index), "head", "-k", "5")
     print(f"\ndemo finished in {time.perf_counter() - started:.1f}s; outputs in {out}/")
 
 

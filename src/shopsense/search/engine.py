@@ -204,6 +204,7 @@ class SearchEngine:
     def retrieve(
         self, plan: QueryPlan, query_vector: np.ndarray | None, filters: Filters
     ) -> Candidates:
+        """Lexical and semantic candidates within ``filters``, fused (no vector: lexical only)."""
         s = self.settings
         lists, list_weights = [], []
         lex_rows, lex_scores = np.empty(0, np.int64), np.empty(0, np.float32)
@@ -312,7 +313,9 @@ class SearchEngine:
         found = self.retrieve(plan, vector, filters)
         facet_rows = found.rows
         if filters.active():
-            everything = self.retrieve(plan, vector, Filters())
+            # Facet counts ignore the filters (disjunctive); the lexical matches
+            # suffice for them, so the unfiltered pass skips the vector search.
+            everything = self.retrieve(plan, None, Filters())
             facet_rows = np.union1d(everything.rows, found.rows)
         rows, score = found.rows, found.score
         if self.ranker is not None and sort == "relevance" and len(rows):

@@ -34,8 +34,11 @@ FEATURES = (
     "cosine_relative",
     "fused",
     "fused_reciprocal_rank",
+    "top5_centroid_cosine",
+    "top20_centroid_cosine",
     "title_coverage",
     "title_exact_coverage",
+    "title_idf_coverage",
     "query_terms",
     "title_terms",
     "title_share_matched",
@@ -89,7 +92,14 @@ class Ranker:
         out[:, col["bm25_reciprocal_rank"]] = np.where(bm25 > 0, 1.0 / lex_rank, 0.0)
         cosine = found.cosine.copy()
         if vector is not None and engine.vectors is not None:
-            cosine = engine.vectors.vectors(rows) @ vector
+            vectors = engine.vectors.vectors(rows)
+            cosine = vectors @ vector
+            # Pseudo-relevance: how alike an item is to the best few results,
+            # which are mostly right; a store's relevant items come in groups.
+            for top in (5, 20):
+                centroid = vectors[:top].mean(axis=0)
+                centroid /= np.linalg.norm(centroid) + 1e-12
+                out[:, col[f"top{top}_centroid_cosine"]] = vectors @ centroid
         cosine = np.nan_to_num(cosine, nan=0.0)
         out[:, col["cosine"]] = cosine
         out[:, col["cosine_relative"]] = cosine - (cosine.max() if n else 0.0)
@@ -101,6 +111,9 @@ class Ranker:
         bigrams = set(itertools.pairwise(exact))
         phrase = " ".join(exact)
         out[:, col["query_terms"]] = len(exact)
+        n_docs = max(engine.catalog.n_rows, 1)
+        idf = {t: np.log1p(n_docs / (1 + engine.lexical.doc_freq(t))) for t in exact}
+        idf_total = sum(idf.values())
         brands = engine.catalog.items["brand"].to_numpy()
         categories = engine.catalog.items["category"].to_numpy()
         for i, row in enumerate(rows.tolist()):
@@ -108,6 +121,8 @@ class Ranker:
             tset = set(title)
             if exact:
                 out[i, col["title_exact_coverage"]] = sum(t in tset for t in exact) / len(exact)
+                matched_idf = sum(v for t, v in idf.items() if t in tset)
+                out[i, col["title_idf_coverage"]] = matched_idf / idf_total if idf_total else 0.0
                 out[i, col["first_term_in_title"]] = exact[0] in tset
                 out[i, col["last_term_in_title"]] = exact[-1] in tset
                 out[i, col["last_term_early_in_title"]] = exact[-1] in title[:4]
