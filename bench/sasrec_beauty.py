@@ -32,7 +32,7 @@ PARAMS = {
     "max_len": 50,
     "dropout": 0.5,
     "batch_size": 256,
-    "learning_rate": 1e-3,
+    "learning_rate": 2e-3,
     "epochs": 400,
     "patience": 20,
 }
