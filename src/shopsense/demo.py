@@ -74,7 +74,7 @@ def run_demo(out: Path, users: int = 5000, items: int = 2000) -> None:
     user = str(dataset.users["user_id"].iloc[picks[0]])
     _run("search", "--index", str(index), "wireless headphnes", "--per-page", "5")
     _run("search", "--index", str(index), "手机", "--price-max", "300", "--per-page", "3")
-    _run("search", "--index", str(index), "best", "--user", user, "--per-page", "5")
+    _run("search", "--index", str(index), "organic cotton", "--user", user, "--per-page", "5")
     _run("suggest", "--index", str(index), "head", "-k", "5")
     print(f"\ndemo finished in {time.perf_counter() - started:.1f}s; outputs in {out}/")
 
