@@ -244,6 +244,13 @@ def _judgments(queries: Path, labels: Path, subset: str, holdout: float):
     return judgments.subset(dev if subset == "dev" else held)
 
 
+def judgment_files(command):
+    """``--queries`` (query_id,query) and ``--labels`` (query_id,product_uid,relevance)."""
+    path = click.Path(dir_okay=False, path_type=Path)
+    command = click.option("--labels", required=True, type=path)(command)
+    return click.option("--queries", required=True, type=path)(command)
+
+
 SUBSET_OPTION = click.option(
     "--subset",
     type=click.Choice(["all", "dev", "heldout"]),
@@ -304,8 +311,7 @@ def train_ranker_command(
 
 @click.command(name="train-encoder")
 @INDEX_OPTION
-@click.option("--queries", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@judgment_files
 @HOLDOUT_OPTION
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -338,8 +344,7 @@ def train_encoder_command(
 
 @click.command(name="evaluate-search")
 @INDEX_OPTION
-@click.option("--queries", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@judgment_files
 @SUBSET_OPTION
 @HOLDOUT_OPTION
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
