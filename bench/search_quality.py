@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from bench.common import OUTPUT, datasets_root, peak_rss_mib
+from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
 from shopsense.data.ingest import ingest
 from shopsense.search.analysis import terms
@@ -105,7 +106,7 @@ def home_depot() -> dict:
         with tempfile.TemporaryDirectory() as fresh:
             from shopsense.features.sentence import SentenceEmbedder
 
-            torch.set_num_threads(os.cpu_count() or 1)
+            torch.set_num_threads(usable_cores())
             embedder = SentenceEmbedder(cache_dir=fresh)
             embedder.encode(sample[:64])  # load the model outside the timing
             started = time.perf_counter()
@@ -114,7 +115,7 @@ def home_depot() -> dict:
             torch.set_num_threads(1)
         out["embedding_texts_per_second"] = round(rate, 1)
         settings = SearchSettings(embedding_cache=str(CACHE))
-        torch.set_num_threads(os.cpu_count() or 1)  # building embeds on every core
+        torch.set_num_threads(usable_cores())  # building embeds on every core
         engine = build_index(items, Path(tmp) / "index", settings=settings)
         torch.set_num_threads(1)  # queries run on one thread
         anchor = bm25_anchor(engine)
@@ -132,7 +133,7 @@ def home_depot() -> dict:
         table["hybrid, MiniLM as shipped"] = {"clean": evaluate_search(ours, held_out)}
         started = time.perf_counter()
         titles = dict(zip(items["item_id"], items["title"], strict=True))
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(usable_cores())
         encoder = finetune_encoder(
             training_pairs(judgments.subset(dev), titles), Path(tmp) / "encoder"
         )
@@ -194,7 +195,7 @@ def synthetic_latency(n_items: int = 50_000) -> dict:
         events = dataset.source_events()
         settings = SearchSettings(embedding_cache=str(CACHE))
         started = time.perf_counter()
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(usable_cores())
         engine = build_index(dataset.items, Path(tmp) / "index", events, settings=settings)
         torch.set_num_threads(1)
         build = time.perf_counter() - started
@@ -258,7 +259,7 @@ def _print_home_depot(out: dict) -> None:
     print(
         f"  index build {out['index_build_seconds_without_embeddings']} s without embeddings "
         f"(bar ≤ 60 s); embedding {out['embedding_texts_per_second']} titles/s on "
-        f"{os.cpu_count()} threads; encoder fine-tuning {out['encoder_fine_tuning_seconds']} s, "
+        f"{usable_cores()} threads; encoder fine-tuning {out['encoder_fine_tuning_seconds']} s, "
         f"re-embedding {out['re_embedding_seconds']} s, ranker training "
         f"{out['ranker_training_seconds']} s"
     )

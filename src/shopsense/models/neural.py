@@ -10,7 +10,6 @@ seed on CPU. Weights are saved in safetensors with the model's other arrays.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
+from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
 from shopsense.data.schema import EVENT_TYPES
 from shopsense.data.sequences import Sequences
@@ -101,7 +101,7 @@ class TorchRecommender(Recommender):
         from shopsense.evaluation.evaluate import evaluate
 
         torch.manual_seed(self.seed)
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(usable_cores())
         rng = np.random.default_rng(self.seed)
         self._device = torch_device(self.device)
         self._build(dataset)

@@ -153,6 +153,7 @@ class Catalog:
         for name in ("brand_codes", "paths", "attribute_cache", "live_rows", "row_of"):
             self.__dict__.pop(name, None)
         items = self.items
+        self._columns: dict[str, Any] = {}
         self.n_rows = len(items)
         self.deleted = items["deleted"].to_numpy(bool)
         self.price = items["price"].to_numpy(np.float64)
@@ -194,6 +195,13 @@ class Catalog:
                 values[i] = None if value is None else str(value)
             self.attribute_cache[key] = values
         return self.attribute_cache[key]
+
+    def strings(self, column: str, rows: np.ndarray) -> np.ndarray:
+        """A text column at ``rows``: taking first keeps a query from converting
+        the whole column to Python strings (milliseconds on 50k rows)."""
+        if column not in self._columns:
+            self._columns[column] = self.items[column].array
+        return self._columns[column].take(np.asarray(rows, np.int64)).to_numpy(object)
 
     @cached_property
     def live_rows(self) -> np.ndarray:

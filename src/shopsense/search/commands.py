@@ -4,13 +4,13 @@ train-ranker and evaluate-search."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from shopsense.compute import usable_cores
 from shopsense.errors import ShopsenseError
 
 INDEX_OPTION = click.option(
@@ -331,7 +331,7 @@ def train_encoder_command(
     items = engine.catalog.items
     titles = dict(zip(items["item_id"], items["title"], strict=True))
     pairs = training_pairs(judgments, titles)
-    torch.set_num_threads(os.cpu_count() or 1)  # training uses every core
+    torch.set_num_threads(usable_cores())  # training uses every core
     path = finetune_encoder(
         pairs, index_dir / "encoder", epochs=epochs, seed=seed, progress=_progress()
     )

@@ -278,9 +278,7 @@ class SearchEngine:
             rows, score = _sorted(rows, score, self._sort_key(sort, rows))
         start = (page - 1) * per_page
         shown = rows[start : start + per_page]
-        hits = [
-            self._hit(int(r), float(v), plan) for r, v in zip(shown, score[start:], strict=False)
-        ]
+        hits = self._hits(shown, score[start : start + per_page], plan)
         results = SearchResults(
             query=query,
             hits=hits,
@@ -299,7 +297,7 @@ class SearchEngine:
     def ranked_ids(self, query: str, limit: int = 100) -> list[str]:
         """Item ids of the best ``limit`` results by relevance (for evaluation)."""
         rows, _, _ = self._query(self.analyze(query.strip()), Filters(), None, 0.0, "relevance")
-        return self.catalog.items["item_id"].to_numpy()[rows[:limit]].tolist()
+        return self.catalog.strings("item_id", rows[:limit]).tolist()
 
     def _query(
         self,
@@ -342,19 +340,25 @@ class SearchEngine:
             return -c.popularity[rows]
         return np.where(np.isfinite(c.created[rows]), -c.created[rows], np.inf)
 
-    def _hit(self, row: int, score: float, plan: QueryPlan) -> Hit:
-        items = self.catalog.items
-        price = float(self.catalog.price[row])
-        title = items.at[row, "title"]
-        return Hit(
-            item_id=str(items.at[row, "item_id"]),
-            title=title,
-            brand=items.at[row, "brand"],
-            category=items.at[row, "category"],
-            price=price if np.isfinite(price) else None,
-            score=round(score, 6),
-            highlight=highlight(title, plan.highlight),
-        )
+    def _hits(self, rows: np.ndarray, scores: np.ndarray, plan: QueryPlan) -> list[Hit]:
+        c = self.catalog
+        columns = {n: c.strings(n, rows) for n in ("item_id", "title", "brand", "category")}
+        hits = []
+        for i, row in enumerate(rows.tolist()):
+            price = float(c.price[row])
+            title = columns["title"][i]
+            hits.append(
+                Hit(
+                    item_id=str(columns["item_id"][i]),
+                    title=title,
+                    brand=columns["brand"][i],
+                    category=columns["category"][i],
+                    price=price if np.isfinite(price) else None,
+                    score=round(float(scores[i]), 6),
+                    highlight=highlight(title, plan.highlight),
+                )
+            )
+        return hits
 
     def _log(self, results: SearchResults, user_id: str | None) -> None:
         """A ``search`` event with what was shown, so later clicks can name it."""

@@ -114,8 +114,8 @@ class Ranker:
         n_docs = max(engine.catalog.n_rows, 1)
         idf = {t: np.log1p(n_docs / (1 + engine.lexical.doc_freq(t))) for t in exact}
         idf_total = sum(idf.values())
-        brands = engine.catalog.items["brand"].to_numpy()
-        categories = engine.catalog.items["category"].to_numpy()
+        brands = engine.catalog.strings("brand", rows)
+        categories = engine.catalog.strings("category", rows)
         for i, row in enumerate(rows.tolist()):
             title = self._title_terms(engine, row)
             tset = set(title)
@@ -136,10 +136,10 @@ class Ranker:
                 out[i, col["bigram_coverage"]] = len(bigrams & pairs) / len(bigrams)
             if numbers:
                 out[i, col["numbers_matched"]] = sum(t in tset for t in numbers) / len(numbers)
-            if brands[row]:
-                out[i, col["brand_matched"]] = bool(all_terms & set(terms(brands[row])))
-            if categories[row]:
-                out[i, col["category_matched"]] = bool(all_terms & set(terms(categories[row])))
+            if brands[i]:
+                out[i, col["brand_matched"]] = bool(all_terms & set(terms(brands[i])))
+            if categories[i]:
+                out[i, col["category_matched"]] = bool(all_terms & set(terms(categories[i])))
         _character_features(engine, plan, rows, out, col)
         out[:, col["popularity"]] = np.log1p(engine.catalog.popularity[rows])
         price = engine.catalog.price[rows]
@@ -182,7 +182,7 @@ def _character_features(
 
     if not len(rows):
         return
-    titles = engine.catalog.items["title"].to_numpy()[rows].tolist()
+    titles = engine.catalog.strings("title", rows).tolist()
     query = utils.default_process(plan.text)
     for name, scorer in (
         ("chars_token_set", fuzz.token_set_ratio),
