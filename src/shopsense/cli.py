@@ -23,6 +23,7 @@ from shopsense.data.formats import FORMATS, ReadOptions
 from shopsense.data.split import SPLIT_METHODS, split_dataset
 from shopsense.errors import ShopsenseError
 from shopsense.search.commands import COMMANDS as SEARCH_COMMANDS
+from shopsense.serving.commands import COMMANDS as SERVING_COMMANDS
 
 SPLIT_CHOICES = click.Choice(SPLIT_METHODS)
 
@@ -452,7 +453,7 @@ def list_models() -> None:
         click.echo(f"{name:<10} {doc}")
 
 
-for _command in SEARCH_COMMANDS:
+for _command in (*SEARCH_COMMANDS, *SERVING_COMMANDS):
     cli.add_command(_command)
 
 

@@ -46,6 +46,25 @@ class UserProfiles:
         frame = frame.groupby("user_id", sort=False).tail(RECENT).reset_index(drop=True)
         return cls(frame)
 
+    def remember(self, user_id: str, events: pd.DataFrame) -> None:
+        """Add a user's live events (item_id, type, timestamp), keeping the last ``RECENT``."""
+        weights = events["type"].map(DEFAULT_EVENT_WEIGHTS).fillna(0.0)
+        fresh = pd.DataFrame(
+            {
+                "user_id": user_id,
+                "item_id": events["item_id"].astype(str).to_numpy(),
+                "weight": weights.to_numpy(np.float64),
+                "timestamp": events["timestamp"].to_numpy(np.int64),
+            }
+        )
+        old = self._by_user.get(user_id)
+        both = fresh if old is None else pd.concat([old, fresh], ignore_index=True)
+        both = both.drop_duplicates(["item_id", "timestamp"], keep="last")
+        self._by_user[user_id] = both.sort_values("timestamp", kind="stable").tail(RECENT)
+
+    def forget(self, user_id: str) -> None:
+        self._by_user.pop(user_id, None)
+
     def __contains__(self, user_id: str) -> bool:
         return user_id in self._by_user
 

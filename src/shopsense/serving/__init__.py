@@ -1,0 +1,1 @@
+"""Serving: the HTTP service, batch precomputation and the state they share."""

@@ -1,0 +1,460 @@
+"""The HTTP service: recommendations, similar items, search, autocomplete,
+event intake, catalog admin, health and metrics, and the storefront page.
+
+Typed request and response models make the OpenAPI spec (``/docs``,
+``/openapi.json``) the reference. A request reads one model bundle; a reload
+(``POST /admin/reload``, or a new version appearing in the registry folder)
+builds the next bundle aside and swaps the reference, so no request fails
+during the swap.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from shopsense.data.dataset import Dataset
+from shopsense.errors import ShopsenseError
+from shopsense.search.analysis import MAX_QUERY_CHARS
+from shopsense.search.engine import Hit
+from shopsense.serving.metrics import Metrics
+from shopsense.serving.recommendations import (
+    ModelBundle,
+    Recommendation,
+    RecommendationService,
+    model_versions,
+)
+from shopsense.serving.store import Event, open_store
+
+STOREFRONT = Path(__file__).with_name("storefront")
+MAX_BODY_BYTES = 1 << 20
+MAX_EVENTS = 1000
+MAX_K = 100
+EventType = Literal["view", "click", "cart", "fav", "purchase", "search"]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+K = Annotated[int, Query(ge=1, le=MAX_K)]
+Category = Annotated[str | None, Query(max_length=200)]
+BEARER = HTTPBearer(auto_error=False)
+
+
+@dataclass
+class ServiceSettings:
+    data: Path
+    models: Path
+    index: Path | None = None
+    state: str = "shopsense-state/state.db"
+    mode: str = "hybrid"
+    api_key: str | None = None
+    watch_seconds: float = 5.0
+
+
+# ----------------------------------------------------------------- schemas
+class RecommendationsResponse(BaseModel):
+    request_id: str
+    user_id: str | None
+    mode: str
+    model_version: str
+    items: list[Recommendation]
+
+
+class SimilarResponse(BaseModel):
+    request_id: str
+    item_id: str
+    items: list[Recommendation]
+
+
+class FacetValue(BaseModel):
+    value: str
+    count: int
+
+
+class SearchResponse(BaseModel):
+    request_id: str
+    query: str
+    hits: list[Hit]
+    total: int
+    page: int
+    per_page: int
+    facets: dict[str, list[FacetValue]]
+    did_you_mean: str | None
+    took_ms: float
+
+
+class SuggestionOut(BaseModel):
+    text: str
+    kind: str
+    item_id: str | None
+    score: float
+
+
+class EventIn(BaseModel):
+    """A behaviour event. ``event_id`` is the idempotency key: send the same one
+    on a retry and the event is counted once."""
+
+    user_id: Text
+    type: EventType
+    item_id: Text | None = None
+    timestamp: int | None = Field(None, ge=0, le=2**42, description="Seconds since 1970.")
+    session_id: Text | None = None
+    query: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None
+    request_id: Text | None = Field(None, description="The response this event follows.")
+    event_id: Text | None = None
+
+
+class EventsAccepted(BaseModel):
+    received: int
+    accepted: int
+    duplicates: int
+
+
+class ItemIn(BaseModel):
+    item_id: Text
+    title: Annotated[str, Field(min_length=1, max_length=1000)]
+    description: Annotated[str, Field(max_length=20_000)] = ""
+    category: Annotated[str, Field(max_length=500)] = ""
+    brand: Annotated[str, Field(max_length=200)] = ""
+    price: float | None = Field(None, ge=0, le=1e9)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class ItemsUpserted(BaseModel):
+    upserted: int
+
+
+class UserDeleted(BaseModel):
+    user_id: str
+    events_deleted: int
+
+
+class Reloaded(BaseModel):
+    model_version: str
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str | None = None
+
+
+# ----------------------------------------------------------------- state
+class Service:
+    """Everything a request reads; ``bundle`` is replaced whole on reload."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.store = open_store(settings.state)
+        self.dataset = Dataset.load(settings.data)
+        self.recommender = RecommendationService(self._newest(), self.store, settings.mode)
+        self.engine = None
+        if settings.index is not None:
+            from shopsense.search.engine import SearchEngine
+
+            self.engine = SearchEngine(settings.index)
+        self._search_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self.catalog_ids = set(self.dataset.items["item_id"].astype(str))
+        self.metrics = Metrics()
+
+    def _newest(self) -> ModelBundle:
+        return ModelBundle(model_versions(self.settings.models)[-1], self.dataset)
+
+    def reload(self) -> str:
+        """Load the newest version aside, then swap it in (one reference assignment)."""
+        with self._reload_lock:
+            bundle = self._newest()
+            self.recommender = RecommendationService(bundle, self.store, self.settings.mode)
+            return bundle.version
+
+    def newest_version(self) -> str:
+        return model_versions(self.settings.models)[-1].name
+
+
+def _watch(service: Service, stop: threading.Event) -> None:
+    """Swap in a new model version when one appears in the registry folder."""
+    while not stop.wait(service.settings.watch_seconds):
+        try:
+            if service.newest_version() != service.recommender.bundle.version:
+                service.reload()
+        except ShopsenseError:
+            continue  # a version still being written: try again next time
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    service = Service(settings)
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        watcher = None
+        if settings.watch_seconds > 0:
+            watcher = threading.Thread(target=_watch, args=(service, stop), daemon=True)
+            watcher.start()
+        yield
+        stop.set()
+
+    app = FastAPI(
+        title="shopsense",
+        summary="Search and recommendations for an online store.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    def admin(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
+        key = settings.api_key
+        if key is None:
+            raise HTTPException(401, "the admin API is off: no API key is configured")
+        if credentials is None or credentials.credentials != key:
+            raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY)")
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            response = JSONResponse(
+                {"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413
+            )
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        service.metrics.observe(
+            endpoint, request.method, response.status_code, time.perf_counter() - started
+        )
+        return response
+
+    @app.exception_handler(ShopsenseError)
+    async def user_error(request: Request, exc: ShopsenseError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    # ------------------------------------------------------------- recommendations
+    def recommend(
+        user_id: str | None, k: int, category: str | None, exclude_seen: bool
+    ) -> RecommendationsResponse:
+        rec = service.recommender
+        items = rec.recommend(user_id, k, category, exclude_seen)
+        return RecommendationsResponse(
+            request_id=uuid.uuid4().hex,
+            user_id=user_id,
+            mode=rec.mode,
+            model_version=rec.bundle.version,
+            items=items,
+        )
+
+    @app.get("/recommendations/{user_id}", response_model=RecommendationsResponse)
+    def recommendations_for_user(
+        user_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+        k: K = 10,
+        category: Category = None,
+        exclude_seen: bool = True,
+    ) -> RecommendationsResponse:
+        """Top-k for a user; a user the model never saw gets their live session's
+        neighbours or what is popular (never a 404)."""
+        return recommend(user_id, k, category, exclude_seen)
+
+    @app.get("/recommendations", response_model=RecommendationsResponse)
+    def recommendations_anonymous(k: K = 10, category: Category = None) -> RecommendationsResponse:
+        """Top-k for an anonymous visitor: what is popular (within ``category``)."""
+        return recommend(None, k, category, False)
+
+    @app.get("/items/{item_id}/similar", response_model=SimilarResponse)
+    def similar_items(
+        item_id: Annotated[str, PathParam(max_length=200)], k: K = 10
+    ) -> SimilarResponse:
+        try:
+            items = service.recommender.similar(item_id, k)
+        except KeyError:
+            raise HTTPException(404, f"unknown item {item_id!r}") from None
+        return SimilarResponse(
+            request_id=uuid.uuid4().hex,
+            item_id=item_id,
+            items=items,
+        )
+
+    # ------------------------------------------------------------- search
+    def engine():
+        if service.engine is None:
+            raise HTTPException(404, "this service has no search index (start it with --index)")
+        return service.engine
+
+    @app.get("/search", response_model=SearchResponse)
+    def search(
+        q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
+        category: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006 (FastAPI idiom)
+        brand: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
+        price_min: Annotated[float | None, Query(ge=0)] = None,
+        price_max: Annotated[float | None, Query(ge=0)] = None,
+        sort: Literal["relevance", "price_asc", "price_desc", "popularity", "newest"] = "relevance",
+        page: Annotated[int, Query(ge=1, le=1000)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=100)] = 10,
+        user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    ) -> SearchResponse:
+        """Hybrid search with filters (values of one field OR-ed, fields AND-ed),
+        disjunctive facets, sorting and pages; personalized with ``user_id``."""
+        found = engine()
+        filters: dict[str, Any] = {"category": category, "brand": brand}
+        filters.update(price_min=price_min, price_max=price_max)
+        if user_id is not None:
+            steps = service.store.recent(user_id)
+            if steps:
+                found.profiles.remember(user_id, pd.DataFrame([asdict(s) for s in steps]))
+        with service._search_lock:
+            results = found.search(q, filters, sort, page, per_page, user_id=user_id)
+        if user_id is not None and q.strip():
+            service.store.append_events(
+                [
+                    Event(
+                        uuid.uuid4().hex,
+                        user_id,
+                        "search",
+                        int(time.time()),
+                        query=q.strip(),
+                        request_id=results.request_id,
+                    )
+                ]
+            )
+        return SearchResponse(
+            **{k: v for k, v in vars(results).items() if k != "hits"}, hits=results.hits
+        )
+
+    @app.get("/suggest", response_model=list[SuggestionOut])
+    def suggest(
+        q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)],
+        k: Annotated[int, Query(ge=1, le=20)] = 8,
+    ) -> list[SuggestionOut]:
+        found = engine()
+        with service._search_lock:
+            return [SuggestionOut(**asdict(s)) for s in found.suggest(q, k)]
+
+    # ------------------------------------------------------------- events
+    @app.post("/events", response_model=EventsAccepted)
+    def post_events(body: EventIn | list[EventIn]) -> EventsAccepted:
+        """One event or a batch of up to 1,000, stored durably before the answer."""
+        events = body if isinstance(body, list) else [body]
+        if len(events) > MAX_EVENTS:
+            raise HTTPException(413, f"at most {MAX_EVENTS} events in one request")
+        now = int(time.time())
+        accepted = []
+        for n, e in enumerate(events):
+            if e.type == "search":
+                if not e.query:
+                    raise HTTPException(422, f"event {n}: a search event needs a query")
+            elif e.item_id is None:
+                raise HTTPException(422, f"event {n}: a {e.type} event needs an item_id")
+            elif e.item_id not in service.catalog_ids:
+                raise HTTPException(422, f"event {n}: item_id {e.item_id!r} is not in the catalog")
+            accepted.append(
+                Event(
+                    e.event_id or uuid.uuid4().hex,
+                    e.user_id,
+                    e.type,
+                    now if e.timestamp is None else e.timestamp,
+                    e.item_id,
+                    e.session_id,
+                    e.query,
+                    e.request_id,
+                )
+            )
+        new = service.store.append_events(accepted)
+        service.metrics.events_accepted(new)
+        return EventsAccepted(received=len(events), accepted=new, duplicates=len(events) - new)
+
+    # ------------------------------------------------------------- admin
+    @app.put("/items", response_model=ItemsUpserted, dependencies=[Depends(admin)])
+    def upsert_items(items: Annotated[list[ItemIn], Field(max_length=MAX_EVENTS)]) -> ItemsUpserted:
+        """Add or replace catalog items (searchable at once; recommendable after the
+        next model version)."""
+        frame = pd.DataFrame([i.model_dump() for i in items])
+        if len(frame) and service.engine is not None:
+            with service._search_lock:
+                service.engine.upsert(frame)
+        service.catalog_ids.update(frame["item_id"] if len(frame) else [])
+        return ItemsUpserted(upserted=len(frame))
+
+    @app.delete("/users/{user_id}", response_model=UserDeleted, dependencies=[Depends(admin)])
+    def delete_user(user_id: Annotated[str, PathParam(max_length=200)]) -> UserDeleted:
+        """Remove the user's events, session, precomputed list and search profile."""
+        removed = service.store.delete_user(user_id)
+        if service.engine is not None:
+            service.engine.profiles.forget(user_id)
+        return UserDeleted(user_id=user_id, events_deleted=removed)
+
+    @app.post("/admin/reload", response_model=Reloaded, dependencies=[Depends(admin)])
+    def reload() -> Reloaded:
+        """Swap in the newest model version from the registry folder."""
+        return Reloaded(model_version=service.reload())
+
+    @app.get("/users", response_model=list[str])
+    def known_users(limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> list[str]:
+        """Some user ids the model knows, most active first (the storefront's switcher)."""
+        return service.recommender.bundle.active_users(limit)
+
+    # ------------------------------------------------------------- operations
+    @app.get("/health/live", response_model=Health)
+    def live() -> Health:
+        return Health(status="ok")
+
+    @app.get("/health/ready", response_model=Health)
+    def ready() -> Health:
+        try:
+            service.store.counter("ready-check")
+        except Exception as e:  # the store is down: not ready, and say why
+            raise HTTPException(503, f"state store unavailable: {e}") from None
+        return Health(status="ready", model_version=service.recommender.bundle.version)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text format."""
+        body, content_type = service.metrics.render()
+        return PlainTextResponse(body, media_type=content_type)
+
+    @app.get("/", include_in_schema=False)
+    def storefront() -> FileResponse:
+        return FileResponse(STOREFRONT / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STOREFRONT), name="static")
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """For ``uvicorn --factory`` with several workers: settings from ``SHOPSENSE_*``."""
+    index = os.environ.get("SHOPSENSE_INDEX")
+    return create_app(
+        ServiceSettings(
+            data=Path(os.environ["SHOPSENSE_DATA"]),
+            models=Path(os.environ["SHOPSENSE_MODELS"]),
+            index=Path(index) if index else None,
+            state=os.environ.get("SHOPSENSE_STATE", ServiceSettings.state),
+            mode=os.environ.get("SHOPSENSE_MODE", ServiceSettings.mode),
+            api_key=api_key_from_environment(),
+            watch_seconds=float(os.environ.get("SHOPSENSE_WATCH_SECONDS", 5.0)),
+        )
+    )
+
+
+def api_key_from_environment() -> str | None:
+    """``SHOPSENSE_API_KEY``, or the first line of the file ``SHOPSENSE_API_KEY_FILE``."""
+    key = os.environ.get("SHOPSENSE_API_KEY")
+    path = os.environ.get("SHOPSENSE_API_KEY_FILE")
+    if not key and path:
+        try:
+            key = Path(path).read_text().strip().splitlines()[0].strip()
+        except (OSError, IndexError):
+            raise ShopsenseError(f"cannot read an API key from {path}") from None
+    return key or None

@@ -1,0 +1,112 @@
+"""The serving commands of the ``shopsense`` CLI: serve and batch."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from shopsense.errors import ShopsenseError
+from shopsense.serving.recommendations import MODES, ModelBundle, model_versions
+
+DEFAULT_STATE = "shopsense-state/state.db"
+DATA_OPTION = click.option(
+    "--data", required=True, type=click.Path(path_type=Path), help="Ingested dataset folder."
+)
+MODELS_OPTION = click.option(
+    "--models",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A saved model, or a registry folder of versions (the newest by name is served).",
+)
+STATE_OPTION = click.option(
+    "--state",
+    default=DEFAULT_STATE,
+    show_default=True,
+    help="State store: a SQLite path (sqlite:///PATH) or redis://HOST:PORT/DB.",
+)
+
+
+@click.command()
+@DATA_OPTION
+@MODELS_OPTION
+@click.option("--index", type=click.Path(path_type=Path), default=None, help="Search index folder.")
+@STATE_OPTION
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File holding the admin API key (or set SHOPSENSE_API_KEY).",
+)
+def serve(
+    data: Path,
+    models: Path,
+    index: Path | None,
+    state: str,
+    mode: str,
+    host: str,
+    port: int,
+    workers: int,
+    api_key_file: Path | None,
+) -> None:
+    """Run the HTTP service and storefront (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    if not (data / "manifest.json").is_file():
+        raise ShopsenseError(f"{data} is not an ingested dataset (no manifest.json)")
+    model_versions(models)
+    if index is not None and not (index / "settings.json").is_file():
+        raise ShopsenseError(f"{index} is not a search index (no settings.json)")
+    os.environ.update(
+        SHOPSENSE_DATA=str(data.resolve()),
+        SHOPSENSE_MODELS=str(models.resolve()),
+        SHOPSENSE_STATE=state,
+        SHOPSENSE_MODE=mode,
+    )
+    if index is not None:
+        os.environ["SHOPSENSE_INDEX"] = str(index.resolve())
+    if api_key_file is not None:
+        os.environ["SHOPSENSE_API_KEY_FILE"] = str(api_key_file.resolve())
+    click.echo(f"storefront: http://{host}:{port}/   API docs: http://{host}:{port}/docs")
+    uvicorn.run(
+        "shopsense.serving.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
+@click.command()
+@DATA_OPTION
+@MODELS_OPTION
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for Parquet.")
+@STATE_OPTION
+@click.option("-k", "--k", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--chunk", default=2048, show_default=True, type=click.IntRange(1))
+def batch(data: Path, models: Path, out: Path, state: str, k: int, chunk: int) -> None:
+    """Precompute top-K for every user (Parquet and the serving store); resumable."""
+    from shopsense.data.dataset import Dataset
+    from shopsense.serving.batch import precompute
+    from shopsense.serving.store import open_store
+
+    bundle = ModelBundle(model_versions(models)[-1], Dataset.load(data))
+    store = open_store(state)
+    try:
+        manifest = precompute(bundle, store, out, k, chunk, progress=sys.stderr.isatty())
+    finally:
+        store.close()
+    click.echo(
+        f"top-{manifest['k']} for {manifest['users']:,} users from model {bundle.version} "
+        f"written to {out} and to the store {state}"
+    )
+
+
+COMMANDS = (serve, batch)

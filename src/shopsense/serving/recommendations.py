@@ -1,0 +1,294 @@
+"""Recommendations as the service gives them: online, from batch lists, or both.
+
+- **online**: the model scores every item for the user with the live session
+  (the steps posted since it was trained) added to what it saw in training,
+  and the session's likeness to each item is blended in, so a few views of one
+  category shift the next answer toward it whatever the model;
+- **batch**: the user's precomputed list (``shopsense batch``), filtered;
+- **hybrid** (default): the precomputed list re-ranked with the live session and
+  filtered, falling back to online when the list is missing or filtered away.
+
+Users the model never saw get the session's neighbours, or what is popular
+(within the category asked for): never an error. Every item carries a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from shopsense.data.dataset import Dataset
+from shopsense.data.schema import EVENT_CODE
+from shopsense.data.sequences import Sequences
+from shopsense.errors import ShopsenseError
+from shopsense.models.base import PARAMS_FILE, Recommender
+from shopsense.models.registry import load_model
+from shopsense.ranking import top_k
+from shopsense.search.catalog import category_prefixes
+from shopsense.serving.store import StateStore, Step
+
+MODES = ("online", "batch", "hybrid")
+SESSION_WEIGHT = 0.5
+SESSION_STEPS = 5
+EXPLAIN_STEPS = 10
+VERBS = {
+    "view": "viewed",
+    "click": "clicked",
+    "cart": "carted",
+    "fav": "liked",
+    "purchase": "bought",
+}
+
+
+@dataclass
+class Recommendation:
+    item_id: str
+    title: str
+    category: str
+    price: float | None
+    score: float
+    reason: str
+
+
+def model_versions(models: Path) -> list[Path]:
+    """Saved models under a registry folder, oldest first by name (``v0001``,
+    a date…); a folder that is itself a saved model is its only version."""
+    models = Path(models)
+    if (models / PARAMS_FILE).is_file():
+        return [models]
+    if not models.is_dir():
+        raise ShopsenseError(f"model folder {models} not found")
+    versions = sorted(p for p in models.iterdir() if (p / PARAMS_FILE).is_file())
+    if not versions:
+        raise ShopsenseError(f"{models} holds no saved model (train one with `shopsense train`)")
+    return versions
+
+
+class ModelBundle:
+    """One model version with the dataset it was trained on: what a request reads.
+    Swapping versions replaces the whole bundle, so a request never sees half of one."""
+
+    def __init__(self, path: Path, dataset: Dataset) -> None:
+        self.path = Path(path)
+        self.version = self.path.name
+        self.model: Recommender = load_model(path)
+        if (dataset.n_users, dataset.n_items) != (self.model.n_users_, self.model.n_items_):
+            raise ShopsenseError(f"model {path} was not trained on dataset {dataset.path}")
+        self.dataset = dataset
+        items = dataset.items
+        self.item_ids = items["item_id"].astype(str).to_numpy()
+        self.titles = items["title"].fillna("").astype(str).to_numpy()
+        self.categories = items["category"].fillna("").astype(str).to_numpy()
+        self.prices = items["price"].to_numpy(np.float64)
+        counts = np.bincount(dataset.interactions["item"].to_numpy(), minlength=dataset.n_items)
+        self.popularity = counts.astype(np.float32)
+
+    @cached_property
+    def _item_row(self) -> dict[str, int]:
+        return {item: i for i, item in enumerate(self.item_ids)}
+
+    @cached_property
+    def _user_row(self) -> dict[str, int]:
+        return {str(u): i for i, u in enumerate(self.dataset.users["user_id"])}
+
+    def item(self, item_id: str) -> int | None:
+        return self._item_row.get(item_id)
+
+    def user(self, user_id: str) -> int | None:
+        return self._user_row.get(user_id)
+
+    def active_users(self, n: int) -> list[str]:
+        counts = np.bincount(
+            self.dataset.interactions["user"].to_numpy(), minlength=self.dataset.n_users
+        )
+        top = np.argsort(-counts, kind="stable")[:n]
+        return self.dataset.users["user_id"].astype(str).to_numpy()[top].tolist()
+
+    @cached_property
+    def _category_rows(self) -> dict[str, np.ndarray]:
+        rows: dict[str, list[int]] = {}
+        for i, path in enumerate(self.categories):
+            for prefix in category_prefixes(path):
+                rows.setdefault(prefix.lower(), []).append(i)
+        return {k: np.array(v, np.int64) for k, v in rows.items()}
+
+    def in_category(self, category: str) -> np.ndarray:
+        """Items under ``category`` at any level ("Electronics" or "Electronics > Audio")."""
+        key = " > ".join(p.strip() for p in category.split(">")).lower()
+        return self._category_rows.get(key, np.empty(0, np.int64))
+
+
+class RecommendationService:
+    """Answers ``recommend`` and ``similar`` for one bundle and a state store."""
+
+    def __init__(self, bundle: ModelBundle, store: StateStore, mode: str = "hybrid") -> None:
+        if mode not in MODES:
+            raise ShopsenseError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.bundle = bundle
+        self.store = store
+        self.mode = mode
+
+    # ------------------------------------------------------------- recommend
+    def recommend(
+        self, user_id: str | None, k: int = 10, category: str | None = None, exclude_seen=True
+    ) -> list[Recommendation]:
+        b = self.bundle
+        user = None if user_id is None else b.user(user_id)
+        live = [] if user_id is None else self._live(self.store.recent(user_id))
+        allowed = None if category is None else b.in_category(category)
+        if self.mode == "online" or user_id is None:
+            scores = self._online_scores(user, live)
+        else:
+            scores = self._batch_scores(user_id, live if self.mode == "hybrid" else [])
+            if self.mode == "batch" and scores is None:
+                scores = self._online_scores(None, [])  # popularity: no model call in batch mode
+            elif self.mode == "hybrid" and (scores is None or not self._enough(scores, allowed, k)):
+                scores = self._online_scores(user, live)
+        if allowed is not None:
+            masked = np.full_like(scores, -np.inf)
+            masked[allowed] = scores[allowed]
+            scores = masked
+        if exclude_seen:
+            scores[self._seen(user, live)] = -np.inf
+        ids, values = top_k(scores[None, :], k)
+        keep = np.isfinite(values[0])
+        return self._explain(ids[0][keep], values[0][keep], user, live)
+
+    def _live(self, steps: list[Step]) -> list[tuple[int, str]]:
+        """The session's steps on items this model knows, as (row, type)."""
+        out = []
+        for step in steps:
+            row = self.bundle.item(step.item_id)
+            if row is not None:
+                out.append((row, step.type))
+        return out
+
+    def _online_scores(self, user: int | None, live: list[tuple[int, str]]) -> np.ndarray:
+        b = self.bundle
+        model = b.model
+        if not live and user is None:
+            return _unit(np.log1p(b.popularity))
+        if user is None:
+            base = np.zeros(model.n_items_, np.float32)
+        elif model.uses_sequences:
+            known = model.sequences_.rows(np.array([user]))
+            items = np.concatenate([known.items, [r for r, _ in live]]).astype(np.int32)
+            types = np.concatenate([known.types, [EVENT_CODE[t] for _, t in live]]).astype(np.int8)
+            seq = Sequences(np.array([0, len(items)]), items, types)
+            base = model.score(np.array([user]), sequences=seq)[0]
+        else:
+            history = model.user_items_[user].tolil()
+            for row, _ in live:
+                history[0, row] = 1.0
+            base = model.score(np.array([user]), user_items=sp.csr_matrix(history))[0]
+        score = _unit(base)
+        if live:
+            score = score + SESSION_WEIGHT * self._session_likeness(live)
+        return score
+
+    def _session_likeness(self, live: list[tuple[int, str]]) -> np.ndarray:
+        """How alike each item is to the last few session steps, recent ones weighing more."""
+        rows = np.array([r for r, _ in live[-SESSION_STEPS:]])
+        sims = np.nan_to_num(self.bundle.model.similar_scores(rows), neginf=0.0)
+        weights = 0.5 ** np.arange(len(rows))[::-1]
+        return _unit(weights @ sims / weights.sum())
+
+    def _batch_scores(self, user_id: str, live: list[tuple[int, str]]) -> np.ndarray | None:
+        listed = self.store.batch(user_id)
+        if not listed:
+            return None
+        b = self.bundle
+        rows, values = [], []
+        for item_id, value in listed:
+            row = b.item(item_id)
+            if row is not None:
+                rows.append(row)
+                values.append(value)
+        scores = np.full(b.model.n_items_, -np.inf, np.float32)
+        if rows:
+            scores[rows] = _unit(np.array(values, np.float32))
+            if live:
+                scores[rows] += SESSION_WEIGHT * self._session_likeness(live)[rows]
+        return scores
+
+    def _enough(self, scores: np.ndarray, allowed: np.ndarray | None, k: int) -> bool:
+        finite = np.isfinite(scores) if allowed is None else np.isfinite(scores[allowed])
+        return int(finite.sum()) >= k
+
+    def _seen(self, user: int | None, live: list[tuple[int, str]]) -> np.ndarray:
+        seen = [r for r, _ in live]
+        if user is not None:
+            seen.extend(self.bundle.model.user_items_[user].indices.tolist())
+        return np.array(seen, np.int64)
+
+    def _history(self, user: int | None, live: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """The user's latest steps, training ones first, for explanations."""
+        past: list[tuple[int, str]] = []
+        if user is not None:
+            ev = self.bundle.dataset.interactions
+            mine = ev.iloc[self._user_span(user)]
+            past = list(zip(mine["item"].tolist(), mine["type"].astype(str).tolist(), strict=True))
+        return (past + live)[-EXPLAIN_STEPS:]
+
+    def _user_span(self, user: int) -> slice:
+        ev = self.bundle.dataset.interactions
+        users = ev["user"].to_numpy()
+        start, stop = np.searchsorted(users, [user, user + 1])
+        return slice(int(start), int(stop))
+
+    def _explain(
+        self, rows: np.ndarray, scores: np.ndarray, user: int | None, live: list[tuple[int, str]]
+    ) -> list[Recommendation]:
+        b = self.bundle
+        history = self._history(user, live)
+        because = None
+        if history and len(rows):
+            sims = b.model.similar_scores(np.array([r for r, _ in history]))[:, rows]
+            because = np.nan_to_num(sims, neginf=0.0)
+        out = []
+        for i, row in enumerate(rows.tolist()):
+            reason = f"popular in {b.categories[row].rsplit('>', 1)[-1].strip() or 'the store'}"
+            if because is not None and because[:, i].max() > 0:
+                past, kind = history[int(because[:, i].argmax())]
+                reason = f"because you {VERBS.get(kind, 'viewed')} {b.titles[past]}"
+            price = float(b.prices[row])
+            out.append(
+                Recommendation(
+                    item_id=str(b.item_ids[row]),
+                    title=str(b.titles[row]),
+                    category=str(b.categories[row]),
+                    price=price if np.isfinite(price) else None,
+                    score=round(float(scores[i]), 6),
+                    reason=reason,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------- similar
+    def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
+        b = self.bundle
+        row = b.item(item_id)
+        if row is None:
+            raise KeyError(item_id)
+        ids, values = b.model.similar_items(np.array([row]), k=k)
+        keep = np.isfinite(values[0])
+        out = self._explain(ids[0][keep], values[0][keep], None, [])
+        for rec in out:
+            rec.reason = f"similar to {b.titles[row]}"
+        return out
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    """Finite values scaled to [0, 1] (order kept); -inf stays -inf."""
+    values = np.asarray(values, np.float32)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return values
+    low, high = values[finite].min(), values[finite].max()
+    span = high - low
+    out = np.where(finite, (values - low) / span if span > 0 else 1.0, -np.inf)
+    return out.astype(np.float32)

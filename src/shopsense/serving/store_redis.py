@@ -1,0 +1,121 @@
+"""The shared store on Redis, for several API processes or machines.
+
+Events go into one stream (``XADD``, arrival order) with a set of seen event
+ids for idempotency; a batch is one ``MULTI``/``EXEC`` transaction, run by a
+Lua script so that duplicates inside and across batches are skipped
+atomically. Durability is Redis's: run it with ``appendonly yes`` and
+``appendfsync always`` for the guarantee the SQLite store gives.
+"""
+
+from __future__ import annotations
+
+import json
+
+from shopsense.errors import ShopsenseError
+from shopsense.serving.store import RECENT_STEPS, Event, StateStore, Step
+
+PREFIX = "shopsense:"
+STREAM_SEQ = 1_000_000
+# KEYS: seen set, stream; ARGV: recent-steps length, then per event: id, json,
+# recent key ('' for none), step json. Returns how many events were new.
+APPEND = """
+local new = 0
+local i = 2
+while i <= #ARGV do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + 1])
+    if ARGV[i + 2] ~= '' then
+      redis.call('RPUSH', ARGV[i + 2], ARGV[i + 3])
+      redis.call('LTRIM', ARGV[i + 2], -tonumber(ARGV[1]), -1)
+    end
+    new = new + 1
+  end
+  i = i + 4
+end
+return new
+"""
+
+
+class RedisStore(StateStore):
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        try:
+            self._redis.ping()
+        except redis.RedisError as e:
+            raise ShopsenseError(f"cannot reach Redis at {url}: {e}") from None
+        self._append = self._redis.register_script(APPEND)
+
+    def _key(self, *parts: str) -> str:
+        return PREFIX + ":".join(parts)
+
+    def append_events(self, events: list[Event]) -> int:
+        args: list[str | int] = [RECENT_STEPS]
+        for e in events:
+            step = ""
+            if e.item_id is not None and e.type != "search":
+                step = json.dumps([e.item_id, e.type, e.timestamp])
+            args += [
+                e.event_id,
+                json.dumps(e.to_dict()),
+                self._key("recent", e.user_id) if step else "",
+                step,
+            ]
+        return int(self._append(keys=[self._key("seen"), self._key("events")], args=args))
+
+    def events(self, after: int = 0, limit: int = 10_000) -> list[tuple[int, Event]]:
+        """Sequence numbers are X + their sequence part."""
+        start = "-" if after <= 0 else f"{after // STREAM_SEQ}-{after % STREAM_SEQ + 1}"
+        out = []
+        for stream_id, fields in self._redis.xrange(self._key("events"), start, "+", count=limit):
+            ms, seq = stream_id.split("-")
+            out.append((int(ms) * STREAM_SEQ + int(seq), Event(**json.loads(fields["e"]))))
+        return out
+
+    def event_count(self) -> int:
+        return int(self._redis.xlen(self._key("events")))
+
+    def recent(self, user_id: str, n: int = RECENT_STEPS) -> list[Step]:
+        return [
+            Step(*json.loads(s)) for s in self._redis.lrange(self._key("recent", user_id), -n, -1)
+        ]
+
+    def put_batch(self, recommendations: dict[str, list[tuple[str, float]]]) -> None:
+        if recommendations:
+            self._redis.hset(
+                self._key("batch"),
+                mapping={u: json.dumps(items) for u, items in recommendations.items()},
+            )
+
+    def batch(self, user_id: str) -> list[tuple[str, float]] | None:
+        raw = self._redis.hget(self._key("batch"), user_id)
+        return None if raw is None else [(i, float(s)) for i, s in json.loads(raw)]
+
+    def incr(self, counter: str, by: int = 1) -> int:
+        return int(self._redis.hincrby(self._key("counters"), counter, by))
+
+    def counter(self, counter: str) -> int:
+        return int(self._redis.hget(self._key("counters"), counter) or 0)
+
+    def delete_user(self, user_id: str) -> int:
+        """Rewrites the user's stream entries away (a full scan: deletion is rare)."""
+        stream = self._key("events")
+        doomed, seen = [], []
+        for stream_id, fields in self._redis.xrange(stream):
+            event = json.loads(fields["e"])
+            if event["user_id"] == user_id:
+                doomed.append(stream_id)
+                seen.append(event["event_id"])
+        with self._redis.pipeline() as pipe:
+            if doomed:
+                pipe.xdel(stream, *doomed)
+                pipe.srem(self._key("seen"), *seen)
+            pipe.delete(self._key("recent", user_id))
+            pipe.hdel(self._key("batch"), user_id)
+            pipe.execute()
+        return len(doomed)
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,172 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+An event batch is one transaction committed with ``synchronous=FULL`` before
+the service answers, so an acknowledged event survives the process being
+killed; the unique event id makes a client's retry harmless. Each thread
+gets its own connection (SQLite connections are not shared across threads).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from shopsense.errors import ShopsenseError
+from shopsense.serving.store import RECENT_STEPS, Event, StateStore, Step
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    item_id TEXT,
+    session_id TEXT,
+    query TEXT,
+    request_id TEXT
+);
+CREATE INDEX IF NOT EXISTS events_user ON events (user_id);
+CREATE TABLE IF NOT EXISTS recent (
+    user_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    item_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (user_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch (user_id TEXT PRIMARY KEY, items TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+"""
+COLUMNS = "event_id, user_id, type, timestamp, item_id, session_id, query, request_id"
+
+
+class SQLiteStore(StateStore):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ShopsenseError(f"cannot create {self.path.parent}: {e.strerror}") from None
+        self._local = threading.local()
+        self._connection().executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, in autocommit mode (reads see committed data)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            except sqlite3.Error as e:
+                raise ShopsenseError(f"cannot open state store {self.path}: {e}") from None
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self._connection())
+
+    # ------------------------------------------------------------- events
+    def append_events(self, events: list[Event]) -> int:
+        new = 0
+        with self._write() as db:
+            for e in events:
+                cursor = db.execute(
+                    f"INSERT OR IGNORE INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (e.event_id, e.user_id, e.type, e.timestamp, e.item_id, e.session_id,
+                     e.query, e.request_id),
+                )  # fmt: skip
+                if cursor.rowcount == 0:
+                    continue
+                new += 1
+                if e.item_id is not None and e.type != "search":
+                    db.execute(
+                        "INSERT INTO recent VALUES (?, ?, ?, ?, ?)",
+                        (e.user_id, cursor.lastrowid, e.item_id, e.type, e.timestamp),
+                    )
+            for user in {e.user_id for e in events}:
+                db.execute(
+                    "DELETE FROM recent WHERE user_id = ? AND seq NOT IN "
+                    "(SELECT seq FROM recent WHERE user_id = ? ORDER BY seq DESC LIMIT ?)",
+                    (user, user, RECENT_STEPS),
+                )
+        return new
+
+    def events(self, after: int = 0, limit: int = 10_000) -> list[tuple[int, Event]]:
+        db = self._connection()
+        rows = db.execute(
+            f"SELECT seq, {COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [(r[0], Event(*r[1:])) for r in rows]
+
+    def event_count(self) -> int:
+        db = self._connection()
+        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def recent(self, user_id: str, n: int = RECENT_STEPS) -> list[Step]:
+        db = self._connection()
+        rows = db.execute(
+            "SELECT item_id, type, timestamp FROM recent WHERE user_id = ? "
+            "ORDER BY seq DESC LIMIT ?",
+            (user_id, n),
+        ).fetchall()
+        return [Step(*r) for r in reversed(rows)]
+
+    # ------------------------------------------------------------- batch
+    def put_batch(self, recommendations: dict[str, list[tuple[str, float]]]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO batch VALUES (?, ?)",
+                ((u, json.dumps(items)) for u, items in recommendations.items()),
+            )
+
+    def batch(self, user_id: str) -> list[tuple[str, float]] | None:
+        db = self._connection()
+        row = db.execute("SELECT items FROM batch WHERE user_id = ?", (user_id,)).fetchone()
+        return None if row is None else [(i, float(s)) for i, s in json.loads(row[0])]
+
+    # ------------------------------------------------------------- counters
+    def incr(self, counter: str, by: int = 1) -> int:
+        with self._write() as db:
+            row = db.execute(
+                "INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET value = value + excluded.value RETURNING value",
+                (counter, by),
+            ).fetchone()
+        return int(row[0])
+
+    def counter(self, counter: str) -> int:
+        db = self._connection()
+        row = db.execute("SELECT value FROM counters WHERE name = ?", (counter,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def delete_user(self, user_id: str) -> int:
+        with self._write() as db:
+            removed = db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+            db.execute("DELETE FROM recent WHERE user_id = ?", (user_id,))
+            db.execute("DELETE FROM batch WHERE user_id = ?", (user_id,))
+        return int(removed)
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+class _Transaction:
+    """``with`` block = one ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on error)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -1,0 +1,185 @@
+// The storefront: plain JavaScript against the service's own API.
+// Every view, cart and purchase is posted to /events; shelves re-render after.
+"use strict";
+
+const state = { user: "", query: "", filters: { brand: [], category: [] }, lastSearch: null, cart: 0 };
+const $ = (id) => document.getElementById(id);
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+
+function userId() {
+  if (state.user) return state.user;
+  let visitor = localStorage.getItem("shopsense-visitor");
+  if (!visitor) {
+    visitor = "visitor-" + Math.random().toString(36).slice(2, 10);
+    localStorage.setItem("shopsense-visitor", visitor);
+  }
+  return visitor;
+}
+
+async function postEvent(type, itemId, extra = {}) {
+  await api("/events", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ user_id: userId(), type, item_id: itemId, event_id: crypto.randomUUID(), ...extra }),
+  });
+}
+
+function card(item, detail) {
+  const li = document.createElement("li");
+  li.className = "card";
+  li.dataset.itemId = item.item_id;
+  const title = document.createElement("div");
+  title.className = "title";
+  if (item.highlight) title.innerHTML = item.highlight; else title.textContent = item.title;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  meta.textContent = [item.category, item.price != null ? `$${item.price.toFixed(2)}` : ""].filter(Boolean).join(" · ");
+  li.append(title, meta);
+  if (detail) {
+    const reason = document.createElement("div");
+    reason.className = "reason";
+    reason.textContent = detail;
+    li.append(reason);
+  }
+  return li;
+}
+
+async function renderShelf() {
+  const path = `/recommendations/${encodeURIComponent(userId())}?k=8`;
+  const data = await api(path);
+  $("shelf-title").textContent = state.user ? `Recommended for ${state.user}` : "Recommended for you";
+  const list = $("recommended");
+  list.replaceChildren(...data.items.map((item) => {
+    const li = card(item, item.reason);
+    li.onclick = () => openProduct(item.item_id, { request_id: data.request_id });
+    return li;
+  }));
+  list.dataset.requestId = data.request_id;
+}
+
+async function search(page = 1) {
+  const params = new URLSearchParams({ q: state.query, page, per_page: 12 });
+  for (const b of state.filters.brand) params.append("brand", b);
+  for (const c of state.filters.category) params.append("category", c);
+  params.set("user_id", userId());
+  const data = await api(`/search?${params}`);
+  state.lastSearch = data;
+  $("product-view").hidden = true;
+  $("results-view").hidden = false;
+  $("result-count").textContent = `${data.total} results for “${data.query}”`;
+  const dym = $("did-you-mean");
+  dym.hidden = !data.did_you_mean;
+  dym.textContent = data.did_you_mean ? `Did you mean: ${data.did_you_mean}?` : "";
+  $("results").replaceChildren(...data.hits.map((hit) => {
+    const li = card(hit, hit.brand);
+    li.onclick = async () => {
+      await postEvent("click", hit.item_id, { request_id: data.request_id, query: data.query });
+      openProduct(hit.item_id);
+    };
+    return li;
+  }));
+  renderFacets(data.facets);
+}
+
+function renderFacets(facets) {
+  const box = $("facets");
+  box.replaceChildren();
+  for (const field of ["category", "brand"]) {
+    const values = facets[field] || [];
+    if (!values.length) continue;
+    const h = document.createElement("h3");
+    h.textContent = field;
+    box.append(h);
+    for (const { value, count } of values.slice(0, 12)) {
+      const label = document.createElement("label");
+      const box2 = document.createElement("input");
+      box2.type = "checkbox";
+      box2.checked = state.filters[field].includes(value);
+      box2.onchange = () => {
+        const chosen = state.filters[field];
+        if (box2.checked) chosen.push(value); else chosen.splice(chosen.indexOf(value), 1);
+        search();
+      };
+      label.append(box2, ` ${value} (${count})`);
+      box.append(label);
+    }
+  }
+}
+
+async function openProduct(itemId, extra = {}) {
+  await postEvent("view", itemId, extra);
+  const data = await api(`/items/${encodeURIComponent(itemId)}/similar?k=6`);
+  const known = [...document.querySelectorAll(`[data-item-id="${CSS.escape(itemId)}"] .title`)];
+  const title = known.length ? known[0].textContent : itemId;
+  const product = $("product");
+  product.dataset.itemId = itemId;
+  product.innerHTML = "";
+  const h = document.createElement("h1");
+  h.textContent = title;
+  const cart = document.createElement("button");
+  cart.id = "add-to-cart";
+  cart.textContent = "Add to cart";
+  cart.onclick = async () => {
+    await postEvent("cart", itemId);
+    state.cart += 1;
+    $("cart-count").textContent = state.cart;
+    await renderShelf();
+  };
+  const buy = document.createElement("button");
+  buy.id = "buy";
+  buy.textContent = "Buy now";
+  buy.onclick = async () => { await postEvent("purchase", itemId); await renderShelf(); };
+  product.append(h, cart, buy);
+  $("similar").replaceChildren(...data.items.map((item) => {
+    const li = card(item, item.reason);
+    li.onclick = () => openProduct(item.item_id);
+    return li;
+  }));
+  $("results-view").hidden = true;
+  $("product-view").hidden = false;
+  await renderShelf();
+}
+
+let suggestTimer = null;
+$("q").addEventListener("input", () => {
+  clearTimeout(suggestTimer);
+  suggestTimer = setTimeout(async () => {
+    const prefix = $("q").value;
+    const list = $("suggestions");
+    if (!prefix.trim()) { list.replaceChildren(); return; }
+    const suggestions = await api(`/suggest?q=${encodeURIComponent(prefix)}&k=8`);
+    list.replaceChildren(...suggestions.map((s) => {
+      const li = document.createElement("li");
+      li.textContent = s.text;
+      li.onclick = () => { $("q").value = s.text; list.replaceChildren(); submitSearch(); };
+      return li;
+    }));
+  }, 120);
+});
+
+function submitSearch() {
+  state.query = $("q").value;
+  state.filters = { brand: [], category: [] };
+  $("suggestions").replaceChildren();
+  search();
+}
+
+$("search-form").addEventListener("submit", (event) => { event.preventDefault(); submitSearch(); });
+$("home").addEventListener("click", (event) => {
+  event.preventDefault();
+  $("results-view").hidden = true;
+  $("product-view").hidden = true;
+  renderShelf();
+});
+$("user").addEventListener("change", () => { state.user = $("user").value; state.cart = 0; $("cart-count").textContent = 0; renderShelf(); });
+
+(async () => {
+  const users = await api("/users?limit=20");
+  $("user").append(...users.map((u) => { const o = document.createElement("option"); o.value = o.textContent = u; return o; }));
+  await renderShelf();
+})();

@@ -1,0 +1,96 @@
+"""One behavioural suite that every state store backend passes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from shopsense.errors import ShopsenseError
+from shopsense.serving.store import RECENT_STEPS, Event, open_store
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def state(request, tmp_path):
+    if request.param == "sqlite":
+        store = open_store(str(tmp_path / "state.db"))
+    else:
+        import redis
+
+        url = request.getfixturevalue("redis_url")
+        redis.Redis.from_url(url).flushdb()
+        store = open_store(url)
+    yield store
+    store.close()
+
+
+def event(user: str, item: str | None, kind: str = "view", ts: int = 1, **extra) -> Event:
+    return Event(uuid.uuid4().hex, user, kind, ts, item, **extra)
+
+
+def test_events_are_logged_once_in_arrival_order(state):
+    first = [event("u1", "a"), event("u1", "b", "cart"), event("u2", None, "search", query="tv")]
+    assert state.append_events(first) == 3
+    assert state.append_events([*first[1:], event("u2", "c")]) == 1  # retries are skipped
+    logged = state.events()
+    assert [e for _, e in logged][:3] == first
+    assert logged[3][1].item_id == "c"
+    seqs = [s for s, _ in logged]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    assert state.event_count() == 4
+    assert [e.item_id for _, e in state.events(after=seqs[1])] == [None, "c"]
+
+
+def test_recent_steps_keep_the_last_ones_oldest_first(state):
+    state.append_events([event("u", f"i{n}", ts=n) for n in range(RECENT_STEPS + 5)])
+    steps = state.recent("u")
+    assert len(steps) == RECENT_STEPS
+    assert steps[0].item_id == "i5" and steps[-1].item_id == f"i{RECENT_STEPS + 4}"
+    assert [s.item_id for s in state.recent("u", 2)] == [
+        f"i{RECENT_STEPS + 3}",
+        f"i{RECENT_STEPS + 4}",
+    ]
+    assert state.recent("nobody") == []
+
+
+def test_searches_are_logged_but_are_not_steps(state):
+    state.append_events([event("u", None, "search", query="shoes", request_id="r1")])
+    assert state.recent("u") == []
+    assert state.events()[0][1].request_id == "r1"
+
+
+def test_batch_lists_replace_older_ones(state):
+    state.put_batch({"u1": [("a", 2.0), ("b", 1.0)], "u2": [("c", 0.5)]})
+    state.put_batch({"u1": [("d", 3.0)]})
+    assert state.batch("u1") == [("d", 3.0)]
+    assert state.batch("u2") == [("c", 0.5)]
+    assert state.batch("u3") is None
+
+
+def test_counters_are_shared_totals(state):
+    assert state.counter("events") == 0
+    assert state.incr("events", 5) == 5
+    assert state.incr("events") == 6
+    assert state.counter("events") == 6
+
+
+def test_deleting_a_user_forgets_them_everywhere(state):
+    state.append_events([event("gone", "a"), event("gone", "b"), event("kept", "a")])
+    state.put_batch({"gone": [("x", 1.0)], "kept": [("y", 1.0)]})
+    assert state.delete_user("gone") == 2
+    assert state.recent("gone") == [] and state.batch("gone") is None
+    assert [e.user_id for _, e in state.events()] == ["kept"]
+    assert state.batch("kept") == [("y", 1.0)] and len(state.recent("kept")) == 1
+
+
+def test_a_second_connection_sees_the_same_state(state, tmp_path):
+    state.append_events([event("u", "a")])
+    url = str(state.path) if hasattr(state, "path") else state.url
+    other = open_store(url)
+    assert other.event_count() == 1 and other.recent("u")[0].item_id == "a"
+    other.close()
+
+
+def test_unknown_store_urls_are_a_clear_error():
+    with pytest.raises(ShopsenseError, match="unknown store"):
+        open_store("mongodb://localhost")
