@@ -25,7 +25,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from shopsense.data.dataset import Dataset
 from shopsense.errors import ShopsenseError
@@ -114,6 +114,14 @@ class EventIn(BaseModel):
     request_id: Text | None = Field(None, description="The response this event follows.")
     event_id: Text | None = None
 
+    @model_validator(mode="after")
+    def _needs_its_subject(self) -> EventIn:
+        if self.type == "search" and not self.query:
+            raise ValueError("a search event needs a query")
+        if self.type != "search" and self.item_id is None:
+            raise ValueError(f"a {self.type} event needs an item_id")
+        return self
+
 
 class EventsAccepted(BaseModel):
     received: int
@@ -147,6 +155,11 @@ class Reloaded(BaseModel):
 class Health(BaseModel):
     status: str
     model_version: str | None = None
+
+
+def invalid(loc: list[str | int], message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, naming the field."""
+    return HTTPException(422, [{"loc": loc, "msg": message, "type": "value_error"}])
 
 
 # ----------------------------------------------------------------- state
@@ -241,7 +254,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.exception_handler(ShopsenseError)
     async def user_error(request: Request, exc: ShopsenseError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"detail": invalid(["query"], str(exc)).detail}, status_code=422)
 
     # ------------------------------------------------------------- recommendations
     def recommend(
@@ -352,13 +365,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         now = int(time.time())
         accepted = []
         for n, e in enumerate(events):
-            if e.type == "search":
-                if not e.query:
-                    raise HTTPException(422, f"event {n}: a search event needs a query")
-            elif e.item_id is None:
-                raise HTTPException(422, f"event {n}: a {e.type} event needs an item_id")
-            elif e.item_id not in service.catalog_ids:
-                raise HTTPException(422, f"event {n}: item_id {e.item_id!r} is not in the catalog")
+            if e.item_id is not None and e.item_id not in service.catalog_ids:
+                where = ["body", n, "item_id"] if isinstance(body, list) else ["body", "item_id"]
+                raise invalid(where, f"item_id {e.item_id!r} is not in the catalog")
             accepted.append(
                 Event(
                     e.event_id or uuid.uuid4().hex,

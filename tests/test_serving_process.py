@@ -1,0 +1,142 @@
+"""The service as a real process: durability under ``kill -9``, and the
+OpenAPI contract checked by schemathesis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error, response_schema_conformance
+
+from shopsense.models.registry import create_model
+from shopsense.serving.store import open_store
+
+EVENTS = 10_000
+PER_REQUEST = 50
+
+
+@pytest.fixture(scope="module")
+def model_dir(store, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("process") / "models" / "v0001"
+    create_model("pop").fit(store).save(out)
+    return out.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(store_dir: Path, models: Path, state: Path, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shopsense", "serve", "--data", str(store_dir), "--models",
+         str(models), "--state", str(state), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read().decode()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("server did not become ready in 60 s")
+
+
+def test_kill_9_loses_no_acknowledged_event_and_duplicates_none(
+    store, store_dir, model_dir, tmp_path
+):
+    state = tmp_path / "state.db"
+    port = free_port()
+    items = store.items["item_id"].tolist()
+    events = [
+        {"user_id": f"u{n % 97}", "type": "view", "item_id": items[n % len(items)],
+         "event_id": uuid.uuid4().hex}
+        for n in range(EVENTS)
+    ]  # fmt: skip
+    batches = [events[i : i + PER_REQUEST] for i in range(0, EVENTS, PER_REQUEST)]
+    acknowledged: list[str] = []
+    server = start_server(store_dir, model_dir, state, port)
+
+    def killer() -> None:
+        """``kill -9`` from another thread once a third is acknowledged, so it
+        lands at an arbitrary point of a request."""
+        while len(acknowledged) < EVENTS // 3:
+            time.sleep(0.001)
+        os.kill(server.pid, signal.SIGKILL)
+
+    threading.Thread(target=killer, daemon=True).start()
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        for batch in batches:
+            try:
+                response = client.post("/events", json=batch)
+            except httpx.TransportError:
+                continue  # not acknowledged: the client would retry it later
+            if response.status_code == 200:
+                acknowledged.extend(e["event_id"] for e in batch)
+    server.wait()
+    assert 0 < len(acknowledged) < EVENTS
+    logged = [e.event_id for _, e in open_store(str(state)).events(limit=EVENTS * 2)]
+    assert set(acknowledged) <= set(logged)
+    assert len(logged) == len(set(logged))
+    # After a restart the client retries everything; each event is stored once.
+    server = start_server(store_dir, model_dir, state, port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for batch in batches:
+                assert client.post("/events", json=batch).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    logged = [e.event_id for _, e in open_store(str(state)).events(limit=EVENTS * 2)]
+    assert len(logged) == EVENTS and set(logged) == {e["event_id"] for e in events}
+
+
+@pytest.fixture(scope="module")
+def api_schema(store, store_dir, model_dir, tmp_path_factory):
+    from shopsense.search.engine import build_index
+    from shopsense.serving.app import ServiceSettings, create_app
+
+    root = tmp_path_factory.mktemp("schemathesis")
+    build_index(store.items, root / "index", store.source_events(), semantic=False)
+    settings = ServiceSettings(
+        data=store_dir,
+        models=model_dir,
+        index=root / "index",
+        state=str(root / "state.db"),
+        api_key="k",
+        watch_seconds=0,
+    )
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
+
+
+def test_no_request_makes_the_service_fail(api_schema):
+    """Whatever the spec lets a client send, malformed included, the answer is
+    never a 5xx and always matches the documented response schema (a bounded
+    run: 25 generated requests per operation)."""
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    assert len(operations) >= 12
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        def check(case) -> None:
+            case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
+
+        check()
