@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,6 +18,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from shopsense.models.registry import create_model
 from shopsense.serving.store import open_store
+from tests.serving_helpers import free_port, start_server
 
 EVENTS = 10_000
 PER_REQUEST = 50
@@ -31,32 +29,6 @@ def model_dir(store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("process") / "models" / "v0001"
     create_model("pop").fit(store).save(out)
     return out.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(store_dir: Path, models: Path, state: Path, port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shopsense", "serve", "--data", str(store_dir), "--models",
-         str(models), "--state", str(state), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read().decode()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("server did not become ready in 60 s")
 
 
 def test_kill_9_loses_no_acknowledged_event_and_duplicates_none(

@@ -146,13 +146,16 @@ async function openProduct(itemId, extra = {}) {
 }
 
 let suggestTimer = null;
+let suggestRound = 0;  // a reply from an older keystroke, or after a search, is dropped
 $("q").addEventListener("input", () => {
   clearTimeout(suggestTimer);
+  const round = ++suggestRound;
   suggestTimer = setTimeout(async () => {
     const prefix = $("q").value;
     const list = $("suggestions");
     if (!prefix.trim()) { list.replaceChildren(); return; }
     const suggestions = await api(`/suggest?q=${encodeURIComponent(prefix)}&k=8`);
+    if (round !== suggestRound) return;
     list.replaceChildren(...suggestions.map((s) => {
       const li = document.createElement("li");
       li.textContent = s.text;
@@ -163,12 +166,15 @@ $("q").addEventListener("input", () => {
 });
 
 function submitSearch() {
+  clearTimeout(suggestTimer);
+  suggestRound += 1;
   state.query = $("q").value;
   state.filters = { brand: [], category: [] };
   $("suggestions").replaceChildren();
   search();
 }
 
+$("q").addEventListener("keydown", (event) => { if (event.key === "Escape") $("suggestions").replaceChildren(); });
 $("search-form").addEventListener("submit", (event) => { event.preventDefault(); submitSearch(); });
 $("home").addEventListener("click", (event) => {
   event.preventDefault();
