@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m shopsense.demo --out $(DEMO_DIR)
+	$(BIN)/python -m shopsense.demo --out $(DEMO_DIR) $(if $(filter cli,$(DEMO)),--no-serve)
 
 test: $(STAMP)
 	SHOPSENSE_DATASETS=$${SHOPSENSE_DATASETS:-$(DATASETS)} $(BIN)/python -m pytest -n 2 -q

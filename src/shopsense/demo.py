@@ -2,7 +2,10 @@
 
 generate → ingest (with its cleaning report) → evaluate baselines, a
 collaborative model, a content model and the hybrid re-ranker → train the
-hybrid on everything → three users' recent history and top-5 picks.
+hybrid on everything → three users' recent history and top-5 picks →
+search index, ranker and searches → batch lists for every user → the HTTP
+service with its storefront (``--no-serve``, or ``make demo DEMO=cli``, stops
+before it, for machines without a browser).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def _run(*args: str) -> None:
             raise
 
 
-def run_demo(out: Path, users: int = 5000, items: int = 2000) -> None:
+def run_demo(out: Path, users: int = 5000, items: int = 2000, serve: bool = True) -> None:
     started = time.perf_counter()
     raw, data, model = out / "raw", out / "data", out / "model-rerank"
     _run("generate", "--out", str(raw), "--users", str(users), "--items", str(items))
@@ -76,7 +79,14 @@ def run_demo(out: Path, users: int = 5000, items: int = 2000) -> None:
     _run("search", "--index", str(index), "手机", "--price-max", "300", "--per-page", "3")
     _run("search", "--index", str(index), "organic cotton", "--user", user, "--per-page", "5")
     _run("suggest", "--index", str(index), "head", "-k", "5")
+    state = str(out / "state.db")
+    _run("batch", "--data", str(data), "--models", str(model), "--out", str(out / "batch"),
+         "--state", state)  # fmt: skip
     print(f"\ndemo finished in {time.perf_counter() - started:.1f}s; outputs in {out}/")
+    if serve:
+        print("starting the service; open the storefront below, Ctrl-C stops it")
+        _run("serve", "--data", str(data), "--models", str(model), "--index", str(index),
+             "--state", state)  # fmt: skip
 
 
 def main() -> None:
@@ -84,8 +94,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument(
+        "--no-serve", action="store_true", help="Stop before starting the HTTP service."
+    )
     args = parser.parse_args()
-    run_demo(args.out, args.users, args.items)
+    run_demo(args.out, args.users, args.items, serve=not args.no_serve)
 
 
 if __name__ == "__main__":

