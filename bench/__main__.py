@@ -19,6 +19,7 @@ from bench import (
     recbole_check,
     sasrec_beauty,
     search_quality,
+    serving_load,
 )
 from bench.common import OUTPUT, machine
 
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "sasrec": sasrec_beauty.run,
     "neural": neural_table.run,
     "search": search_quality.run,
+    "serving": serving_load.run,
 }
 
 

@@ -85,6 +85,14 @@ def test_training_is_deterministic_and_early_stopping_keeps_the_best(store):
     assert len(a.history_) <= 4 and all(h["loss"] > 0 for h in a.history_)
 
 
+def test_weight_averaging_serves_the_average_not_the_last_step(store):
+    plain = SASRec(**{**TINY, "epochs": 3}).fit(store)
+    averaged = SASRec(**{**TINY, "epochs": 3}, ema_decay=0.9).fit(store)
+    assert not np.allclose(plain.score(np.arange(5)), averaged.score(np.arange(5)))
+    for name, value in averaged.net_.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), averaged._average[name].numpy())
+
+
 def test_order_and_behaviour_change_the_prediction(store):
     model = SASRec(**{**TINY, "epochs": 3}).fit(store)
     seq = Sequences(np.array([0, 3]), np.array([5, 6, 7], np.int32), np.zeros(3, np.int8))

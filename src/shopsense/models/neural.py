@@ -83,7 +83,34 @@ class TorchRecommender(Recommender):
         self._optimizer.zero_grad()
         loss.backward()
         self._optimizer.step()
+        self._update_average()
         return float(loss.detach())
+
+    # ------------------------------------------------------------------ averaging
+    def _update_average(self) -> None:
+        """With ``ema_decay`` (models that offer it), keep an exponential moving
+        average of the weights: validation, the best checkpoint and the final
+        model use the average, which generalizes better than the last step."""
+        import torch
+
+        decay = getattr(self, "ema_decay", 0.0)
+        if not decay:
+            return
+        with torch.no_grad():
+            if self._average is None:
+                self._average = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
+                return
+            for name, value in self.net_.state_dict().items():
+                if value.dtype.is_floating_point:
+                    self._average[name].mul_(decay).add_(value, alpha=1.0 - decay)
+
+    def _use_average(self) -> dict | None:
+        """Load the averaged weights; returns the live ones to restore (None: no average)."""
+        if self._average is None:
+            return None
+        live = copy.deepcopy(self.net_.state_dict())
+        self.net_.load_state_dict(self._average)
+        return live
 
     # ------------------------------------------------------------------ training
     def fit(self, dataset: Dataset, progress: bool = False, validation: Split | None = None):
@@ -107,6 +134,7 @@ class TorchRecommender(Recommender):
         self._build(dataset)
         self.net_.to(self._device)
         self._make_optimizers()
+        self._average: dict | None = None
         best, best_state, stale = -1.0, None, 0
         self.history_: list[dict[str, float]] = []
         bar = tqdm(range(1, self.epochs + 1), desc=self.name, unit=" epoch", disable=not progress)
@@ -125,6 +153,7 @@ class TorchRecommender(Recommender):
             last = epoch == self.epochs
             if self._validation is not None and (epoch % self.eval_every == 0 or last):
                 self.net_.eval()
+                live = self._use_average()
                 ndcg = evaluate(self, self._validation, ks=(10,), on="valid")["NDCG@10"]
                 record["valid_NDCG@10"] = ndcg
                 if ndcg > best:
@@ -133,6 +162,8 @@ class TorchRecommender(Recommender):
                     self.best_epoch_ = epoch
                 else:
                     stale += 1
+                if live is not None:
+                    self.net_.load_state_dict(live)
             self.history_.append(record)
             bar.set_postfix(
                 loss=f"{record['loss']:.4f}",
@@ -144,6 +175,8 @@ class TorchRecommender(Recommender):
                 break
         if best_state is not None:
             self.net_.load_state_dict(best_state)
+        elif self._average is not None:
+            self.net_.load_state_dict(self._average)
         self.net_.eval()
 
     # ------------------------------------------------------------------ storage

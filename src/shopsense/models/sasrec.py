@@ -5,7 +5,8 @@ each position from seeing later ones), with either full softmax
 cross-entropy over the catalog or, for catalogs too large for it, sampled
 softmax with the logQ correction for popularity-sampled negatives. The
 behaviour of each step (view, cart, ...) is an input embedding, so a cart
-weighs differently from a view.
+weighs differently from a view. ``ema_decay`` > 0 validates and keeps an
+exponential moving average of the weights instead of the last step's.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class SASRec(NextItemRecommender):
         batch_size: int = 128,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        ema_decay: float = 0.0,
         patience: int = 10,
         eval_every: int = 1,
         max_seconds: float | None = None,

@@ -131,6 +131,7 @@ def _quantized(model):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
         return quantize_dynamic(
             copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig}
         )

@@ -1,0 +1,232 @@
+"""The service under load (issue 6's speed bar).
+
+A synthetic store of 100k users × 50k items; ALS trained on it; a hybrid
+search index; batch lists for every user. ``shopsense serve --workers 2``
+runs in hybrid mode on loopback, and a load generator in this process (one
+asyncio loop, persistent HTTP/1.1 connections, minimal parsing so it takes
+little of the CPU it shares with the server) holds a fixed number of
+requests in flight. Reports requests (or events) per second, p50/p99 latency
+and the concurrency for ``/recommendations``, ``/search`` and ``/events``,
+and the resident memory of the serving processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from bench.common import OUTPUT
+from shopsense.compute import usable_cores
+from shopsense.data.dataset import Dataset
+from shopsense.data.ingest import ingest
+from shopsense.data.synthetic import StoreConfig, write_store
+
+USERS, ITEMS = 100_000, 50_000
+SECONDS = float(os.environ.get("SHOPSENSE_LOAD_SECONDS", 20))
+CACHE = Path(os.environ.get("SHOPSENSE_EMBEDDING_CACHE", OUTPUT / "cache" / "embeddings"))
+EVENTS_PER_REQUEST = 500
+
+
+async def _request(reader, writer, method: str, path: str, body: bytes | None) -> int:
+    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    writer.write(head.encode() + b"\r\n" + (body or b""))
+    await writer.drain()
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
+async def _load(port: int, requests: list[tuple[str, str, Any]], concurrency: int) -> dict:
+    """Send ``requests`` round-robin for ``SECONDS`` with ``concurrency`` in flight."""
+    latencies: list[float] = []
+    failures = ok = 0
+    deadline = time.perf_counter() + SECONDS
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        nonlocal failures, ok
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.perf_counter() < deadline:
+            method, path, body = requests[next(counter) % len(requests)]
+            if callable(body):
+                body = body()  # a fresh event batch: every event new
+            started = time.perf_counter()
+            status = await _request(reader, writer, method, path, body)
+            latencies.append(time.perf_counter() - started)
+            failures += status != 200
+            ok += status == 200
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(ms),
+        "succeeded": ok,
+        "failed": failures,
+        "requests_per_second": round(len(ms) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
+
+
+def _serving_memory_mib(server: subprocess.Popen) -> float:
+    parent = psutil.Process(server.pid)
+    processes = [parent, *parent.children(recursive=True)]
+    return round(sum(p.memory_info().rss for p in processes) / 2**20, 1)
+
+
+def run() -> dict:
+    import torch
+
+    from shopsense.models.registry import create_model
+    from shopsense.search.engine import SearchSettings, build_index
+    from shopsense.serving.batch import precompute
+    from shopsense.serving.recommendations import ModelBundle
+    from shopsense.serving.store import open_store
+
+    out: dict = {"users": USERS, "items": ITEMS, "seconds_per_test": SECONDS}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        write_store(StoreConfig(users=USERS, items=ITEMS, days=30, seed=21), root / "raw")
+        ingest("parquet", [root / "raw"], root / "data", progress=False)
+        dataset = Dataset.load(root / "data")
+        out["events_in_store"] = len(dataset.events)
+        create_model("als").fit(dataset).save(root / "models" / "v0001")
+        torch.set_num_threads(usable_cores())
+        build_index(
+            dataset.items,
+            root / "index",
+            dataset.source_events(),
+            settings=SearchSettings(embedding_cache=str(CACHE)),
+        )
+        state = str(root / "state.db")
+        bundle = ModelBundle(root / "models" / "v0001", dataset)
+        store = open_store(state)
+        precompute(bundle, store, root / "batch", k=100)
+        store.close()
+        out["setup_seconds"] = round(time.perf_counter() - started, 1)
+        print(f"  setup (store, ALS, index, batch lists) {out['setup_seconds']} s", flush=True)
+        port = 8765
+        server = subprocess.Popen(
+            [sys.executable, "-m", "shopsense", "serve", "--data", str(root / "data"),
+             "--models", str(root / "models"), "--index", str(root / "index"),
+             "--state", state, "--port", str(port), "--workers", "2"],
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        try:
+            _wait_ready(port)
+            rng = np.random.default_rng(0)
+            users = dataset.users["user_id"].to_numpy()[rng.integers(0, USERS, 2000)]
+            recs = [("GET", f"/recommendations/{u}?k=10", None) for u in users]
+            queries = dataset.source_events()["query"].dropna().astype(str).unique()[:2000]
+            searches = [("GET", "/search?" + _query(q), None) for q in queries]
+            items = dataset.items["item_id"].to_numpy()
+
+            def event_batch() -> bytes:
+                chosen_users = users[rng.integers(0, len(users), EVENTS_PER_REQUEST)]
+                chosen_items = items[rng.integers(0, ITEMS, EVENTS_PER_REQUEST)]
+                return json.dumps(
+                    [
+                        {
+                            "user_id": str(u),
+                            "type": "view",
+                            "item_id": str(i),
+                            "event_id": uuid.uuid4().hex,
+                        }
+                        for u, i in zip(chosen_users, chosen_items, strict=True)
+                    ]
+                ).encode()
+
+            batches = [("POST", "/events", event_batch)]
+            acknowledged = 0
+            for name, requests, concurrency in (
+                ("recommendations", recs, 8),
+                ("search", searches, 8),
+                ("events", batches, 4),
+            ):
+                warm = asyncio.run(_load(port, requests[:50], 2))
+                result = asyncio.run(_load(port, requests, concurrency))
+                if name == "events":
+                    acknowledged += (warm["succeeded"] + result["succeeded"]) * EVENTS_PER_REQUEST
+                if name == "events":
+                    result["events_per_second"] = round(
+                        result["requests_per_second"] * EVENTS_PER_REQUEST
+                    )
+                out[name] = result
+                print(f"  {name}: {result}", flush=True)
+            out["serving_memory_mib"] = _serving_memory_mib(server)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+        store = open_store(state)
+        out["events_acknowledged"] = acknowledged
+        out["events_lost"] = acknowledged - store.event_count()
+        store.close()
+    _print(out)
+    return out
+
+
+def _query(text: str) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({"q": text, "per_page": 10})
+
+
+def _wait_ready(port: int) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.5)
+    raise RuntimeError("the service did not start")
+
+
+def _print(out: dict) -> None:
+    r, s, e = out["recommendations"], out["search"], out["events"]
+    print(
+        f"service, {out['users']:,} users × {out['items']:,} items, 2 uvicorn workers, "
+        f"hybrid mode, load generator on the same machine:"
+    )
+    print(
+        f"  /recommendations: {r['requests_per_second']} req/s, p99 {r['p99_ms']} ms at "
+        f"concurrency {r['concurrency']} (bar ≥ 500 req/s, p99 ≤ 20 ms)"
+    )
+    print(
+        f"  /search: {s['requests_per_second']} req/s, p99 {s['p99_ms']} ms at concurrency "
+        f"{s['concurrency']} (bar ≥ 200 req/s, p99 ≤ 40 ms)"
+    )
+    print(
+        f"  /events: {e['events_per_second']} events/s in batches of {EVENTS_PER_REQUEST} at "
+        f"concurrency {e['concurrency']}; {out['events_lost']} of "
+        f"{out['events_acknowledged']:,} acknowledged events missing from the log "
+        f"(bar ≥ 2,000 events/s, 0 lost)"
+    )
+    print(f"  serving processes' memory: {out['serving_memory_mib']} MiB")
