@@ -71,6 +71,15 @@ class RecommenderContract:
         for item, row in zip((0, 1, 2), ids, strict=True):
             assert item not in row
 
+    def test_similarity_between_agrees_with_similar_scores(self, fitted):
+        items, others = np.array([0, 3]), np.array([5, 1, 2])
+        np.testing.assert_allclose(
+            fitted.similarity_between(items, others),
+            fitted.similar_scores(items)[:, others],
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
     def test_out_of_range_ids_are_clear_errors(self, fitted, store):
         with pytest.raises(ShopsenseError):
             fitted.recommend(np.array([store.n_users]), k=5)

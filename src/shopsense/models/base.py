@@ -152,6 +152,18 @@ class Recommender(ABC):
         items = self._check_ids(items, self.n_items_, "item")
         return np.asarray(self._similarity(items), dtype=np.float32)
 
+    def similarity_between(self, items: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """Similarity of each of ``items`` to each of ``others``: a ``(len(items),
+        len(others))`` array, for explaining a few recommendations without
+        scoring the whole catalogue where the model can avoid it."""
+        self._check_fitted()
+        items = self._check_ids(items, self.n_items_, "item")
+        others = self._check_ids(others, self.n_items_, "item")
+        return np.asarray(self._similarity_between(items, others), dtype=np.float32)
+
+    def _similarity_between(self, items: np.ndarray, others: np.ndarray) -> np.ndarray:
+        return self._similarity(items)[:, others]
+
     @abstractmethod
     def _similarity(self, items: np.ndarray) -> np.ndarray:
         """A ``(len(items), n_items)`` similarity array."""

@@ -17,6 +17,15 @@ def confidence_matrix(dataset: Dataset, event_weights: dict | None):
     )
 
 
+def cosine(vectors: np.ndarray, items: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
+    """Cosine of ``vectors[items]`` with ``vectors[others]`` (all rows by default)."""
+    right = vectors if others is None else vectors[others]
+    left = vectors[items]
+    norms_left = np.linalg.norm(left, axis=1) + 1e-12
+    norms_right = np.linalg.norm(right, axis=1) + 1e-12
+    return (left @ right.T) / (norms_left[:, None] * norms_right[None, :])
+
+
 class FactorModel(Recommender):
     """Scores are ``user_factors_ · item_factors_``; subclasses learn both."""
 
@@ -24,9 +33,10 @@ class FactorModel(Recommender):
     item_factors_: np.ndarray
 
     def _similarity(self, items: np.ndarray) -> np.ndarray:
-        f = self.item_factors_
-        norms = np.linalg.norm(f, axis=1) + 1e-12
-        return (f[items] @ f.T) / (norms[items, None] * norms[None, :])
+        return cosine(self.item_factors_, items)
+
+    def _similarity_between(self, items: np.ndarray, others: np.ndarray) -> np.ndarray:
+        return cosine(self.item_factors_, items, others)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shopsense.data.dataset import Dataset
+from shopsense.models.factorization import cosine
 from shopsense.models.neural import TorchRecommender
 
 SCORE_USERS = 64  # users scored per forward pass (× every item)
@@ -109,6 +110,4 @@ class NCF(TorchRecommender):
         return out
 
     def _similarity(self, items: np.ndarray) -> np.ndarray:
-        emb = self.net_.item_gmf.weight.detach().cpu().numpy()
-        norms = np.linalg.norm(emb, axis=1) + 1e-12
-        return (emb[items] @ emb.T) / (norms[items, None] * norms[None, :])
+        return cosine(self.net_.item_gmf.weight.detach().cpu().numpy(), items)

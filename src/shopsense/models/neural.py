@@ -24,6 +24,7 @@ from shopsense.data.sequences import Sequences
 from shopsense.data.split import Split
 from shopsense.errors import ShopsenseError
 from shopsense.models.base import Recommender
+from shopsense.models.factorization import cosine
 
 N_TYPES = len(EVENT_TYPES)
 INFER_CHUNK = 512
@@ -286,9 +287,10 @@ class SequenceRecommender(TorchRecommender):
 
     def _similarity(self, items: np.ndarray) -> np.ndarray:
         """Cosine of the learnt item embeddings."""
-        emb = self.item_embeddings()
-        norms = np.linalg.norm(emb, axis=1) + 1e-12
-        return (emb[items] @ emb.T) / (norms[items, None] * norms[None, :])
+        return cosine(self.item_embeddings(), items)
+
+    def _similarity_between(self, items: np.ndarray, others: np.ndarray) -> np.ndarray:
+        return cosine(self.item_embeddings(), items, others)
 
     def item_embeddings(self) -> np.ndarray:
         """One vector per item (for nearest-neighbour retrieval)."""

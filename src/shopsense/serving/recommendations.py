@@ -84,8 +84,13 @@ class ModelBundle:
         self.titles = items["title"].fillna("").astype(str).to_numpy()
         self.categories = items["category"].fillna("").astype(str).to_numpy()
         self.prices = items["price"].to_numpy(np.float64)
-        counts = np.bincount(dataset.interactions["item"].to_numpy(), minlength=dataset.n_items)
+        ev = dataset.interactions  # sorted by user, then time
+        counts = np.bincount(ev["item"].to_numpy(), minlength=dataset.n_items)
         self.popularity = counts.astype(np.float32)
+        per_user = np.bincount(ev["user"].to_numpy(), minlength=dataset.n_users)
+        self.history_indptr = np.concatenate([[0], np.cumsum(per_user)])
+        self.history_items = ev["item"].to_numpy(np.int64)
+        self.history_types = np.asarray(ev["type"].cat.categories)[ev["type"].cat.codes.to_numpy()]
 
     @cached_property
     def _item_row(self) -> dict[str, int]:
@@ -190,12 +195,19 @@ class RecommendationService:
             score = score + SESSION_WEIGHT * self._session_likeness(live)
         return score
 
-    def _session_likeness(self, live: list[tuple[int, str]]) -> np.ndarray:
-        """How alike each item is to the last few session steps, recent ones weighing more."""
+    def _session_likeness(
+        self, live: list[tuple[int, str]], candidates: np.ndarray | None = None
+    ) -> np.ndarray:
+        """How alike each item (or each of ``candidates``) is to the last few
+        session steps, recent ones weighing more."""
+        model = self.bundle.model
         rows = np.array([r for r, _ in live[-SESSION_STEPS:]])
-        sims = np.nan_to_num(self.bundle.model.similar_scores(rows), neginf=0.0)
+        if candidates is None:
+            sims = model.similar_scores(rows)
+        else:
+            sims = model.similarity_between(rows, candidates)
         weights = 0.5 ** np.arange(len(rows))[::-1]
-        return _unit(weights @ sims / weights.sum())
+        return _unit(weights @ np.nan_to_num(sims, neginf=0.0) / weights.sum())
 
     def _batch_scores(self, user_id: str, live: list[tuple[int, str]]) -> np.ndarray | None:
         listed = self.store.batch(user_id)
@@ -212,7 +224,8 @@ class RecommendationService:
         if rows:
             scores[rows] = _unit(np.array(values, np.float32))
             if live:
-                scores[rows] += SESSION_WEIGHT * self._session_likeness(live)[rows]
+                rows_array = np.array(rows)
+                scores[rows_array] += SESSION_WEIGHT * self._session_likeness(live, rows_array)
         return scores
 
     def _enough(self, scores: np.ndarray, allowed: np.ndarray | None, k: int) -> bool:
@@ -229,16 +242,17 @@ class RecommendationService:
         """The user's latest steps, training ones first, for explanations."""
         past: list[tuple[int, str]] = []
         if user is not None:
-            ev = self.bundle.dataset.interactions
-            mine = ev.iloc[self._user_span(user)]
-            past = list(zip(mine["item"].tolist(), mine["type"].astype(str).tolist(), strict=True))
+            b = self.bundle
+            start, stop = b.history_indptr[user], b.history_indptr[user + 1]
+            start = max(start, stop - EXPLAIN_STEPS)
+            past = list(
+                zip(
+                    b.history_items[start:stop].tolist(),
+                    b.history_types[start:stop].tolist(),
+                    strict=True,
+                )
+            )
         return (past + live)[-EXPLAIN_STEPS:]
-
-    def _user_span(self, user: int) -> slice:
-        ev = self.bundle.dataset.interactions
-        users = ev["user"].to_numpy()
-        start, stop = np.searchsorted(users, [user, user + 1])
-        return slice(int(start), int(stop))
 
     def _explain(
         self, rows: np.ndarray, scores: np.ndarray, user: int | None, live: list[tuple[int, str]]
@@ -247,7 +261,7 @@ class RecommendationService:
         history = self._history(user, live)
         because = None
         if history and len(rows):
-            sims = b.model.similar_scores(np.array([r for r, _ in history]))[:, rows]
+            sims = b.model.similarity_between(np.array([r for r, _ in history]), rows)
             because = np.nan_to_num(sims, neginf=0.0)
         out = []
         for i, row in enumerate(rows.tolist()):
