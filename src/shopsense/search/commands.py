@@ -27,11 +27,10 @@ def _progress() -> bool:
 
 
 def _open(index_dir: Path, semantic: bool = True):
-    import torch
-
     from shopsense.search.engine import SearchEngine
+    from shopsense.search.semantic import query_threads
 
-    torch.set_num_threads(1)  # one short query encodes fastest on one thread
+    query_threads()
     return SearchEngine(index_dir, semantic=semantic)
 
 

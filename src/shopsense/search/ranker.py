@@ -66,6 +66,7 @@ class Ranker:
     def __init__(self, booster) -> None:
         self.booster = booster
         self._titles: OrderedDict[int, tuple[str, ...]] = OrderedDict()
+        self._labels: dict[str, frozenset[str]] = {}
 
     # ------------------------------------------------------------- features
     def _title_terms(self, engine: SearchEngine, row: int) -> tuple[str, ...]:
@@ -76,6 +77,13 @@ class Ranker:
             if len(self._titles) > TITLE_CACHE:
                 self._titles.popitem(last=False)
         return hit
+
+    def _label_terms(self, label: str) -> frozenset[str]:
+        """Terms of a brand or category name; there are few, so all are kept."""
+        found = self._labels.get(label)
+        if found is None:
+            found = self._labels[label] = frozenset(terms(label))
+        return found
 
     def features(
         self, engine: SearchEngine, plan: QueryPlan, vector: np.ndarray | None, found: Candidates
@@ -137,9 +145,9 @@ class Ranker:
             if numbers:
                 out[i, col["numbers_matched"]] = sum(t in tset for t in numbers) / len(numbers)
             if brands[i]:
-                out[i, col["brand_matched"]] = bool(all_terms & set(terms(brands[i])))
+                out[i, col["brand_matched"]] = bool(all_terms & self._label_terms(brands[i]))
             if categories[i]:
-                out[i, col["category_matched"]] = bool(all_terms & set(terms(categories[i])))
+                out[i, col["category_matched"]] = bool(all_terms & self._label_terms(categories[i]))
         _character_features(engine, plan, rows, out, col)
         out[:, col["popularity"]] = np.log1p(engine.catalog.popularity[rows])
         price = engine.catalog.price[rows]

@@ -87,6 +87,16 @@ class VectorIndex:
         return cls(faiss.read_index(str(path)))
 
 
+def query_threads() -> None:
+    """One thread for torch and faiss: one short query is fastest that way, and a
+    server runs one query per worker thread or process."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+
+
 class QueryEncoder:
     """One query at a time through the sentence model, with an LRU cache.
 

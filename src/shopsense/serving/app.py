@@ -174,7 +174,9 @@ class Service:
         self.engine = None
         if settings.index is not None:
             from shopsense.search.engine import SearchEngine
+            from shopsense.search.semantic import query_threads
 
+            query_threads()
             self.engine = SearchEngine(settings.index)
         self._search_lock = threading.Lock()
         self._reload_lock = threading.Lock()
