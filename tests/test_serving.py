@@ -245,3 +245,29 @@ def test_the_service_runs_on_the_redis_store(served, store, redis_url):
         assert c.post("/events", json=[event, event]).json()["accepted"] == 1
         assert c.get(f"/recommendations/{user}").status_code == 200
         assert open_store(redis_url).recent(user)[-1].item_id == item
+
+
+def test_the_sequential_model_reads_the_live_session(store, tmp_path):
+    """Online mode with SASRec: the posted steps join the user's sequence."""
+    from shopsense.models.sasrec import SASRec
+    from shopsense.serving.recommendations import RecommendationService
+    from shopsense.serving.store import Event
+
+    model = SASRec(hidden=32, layers=1, heads=2, max_len=12, epochs=40, learning_rate=5e-3)
+    model.fit(store).save(tmp_path / "m")  # trained enough to have learnt the categories
+    state = open_store(str(tmp_path / "state.db"))
+    service = RecommendationService(ModelBundle(tmp_path / "m", store), state, "online")
+    user = known_user(store)
+    before = service.recommend(user, 10)
+    counts = store.items["category"].value_counts()
+    leaf = next(c for c in counts[counts >= 12].index if c not in {r.category for r in before})
+    rows = store.items.index[store.items["category"] == leaf][:3]
+    state.append_events(
+        [
+            Event(f"e{n}", user, "view", 2_000_000_000 + n, store.items["item_id"][r])
+            for n, r in enumerate(rows)
+        ]
+    )
+    after = service.recommend(user, 10)
+    assert sum(r.category == leaf for r in after) >= 3
+    assert not {store.items["item_id"][r] for r in rows} & {r.item_id for r in after}
