@@ -35,6 +35,7 @@ PARAMS = {
     "dropout": 0.5,
     "batch_size": 256,
     "learning_rate": 2e-3,
+    "ema_decay": 0.99,
     "epochs": 400,
     "patience": 20,
     **json.loads(os.environ.get("SHOPSENSE_SASREC_PARAMS", "{}")),

@@ -271,3 +271,15 @@ def test_the_sequential_model_reads_the_live_session(store, tmp_path):
     after = service.recommend(user, 10)
     assert sum(r.category == leaf for r in after) >= 3
     assert not {store.items["item_id"][r] for r in rows} & {r.item_id for r in after}
+
+
+def test_a_version_written_to_the_registry_is_picked_up(served, store, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(served["models"], models)
+    with make_client({**served, "models": models}, tmp_path, watch_seconds=0.05) as c:
+        create_model("itemknn", k=15).fit(store).save(models / "v0002")
+        for _ in range(200):
+            if c.get("/health/ready").json()["model_version"] == "v0002":
+                break
+            threading.Event().wait(0.05)
+        assert c.get("/recommendations/x").json()["model_version"] == "v0002"

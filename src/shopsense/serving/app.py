@@ -10,6 +10,7 @@ during the swap.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -40,6 +41,7 @@ from shopsense.serving.recommendations import (
 )
 from shopsense.serving.store import Event, open_store
 
+LOG = logging.getLogger("shopsense.serving")
 STOREFRONT = Path(__file__).with_name("storefront")
 MAX_BODY_BYTES = 1 << 20
 MAX_EVENTS = 1000
@@ -237,8 +239,10 @@ def _watch(service: Service, stop: threading.Event) -> None:
         try:
             if service.newest_version() != service.recommender.bundle.version:
                 service.reload()
-        except ShopsenseError:
-            continue  # a version still being written: try again next time
+        except Exception as e:  # a version still being written, or a broken one
+            LOG.warning(
+                "model reload failed, keeping %s: %s", service.recommender.bundle.version, e
+            )
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
