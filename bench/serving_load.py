@@ -1,7 +1,8 @@
 """The service under load (issue 6's speed bar).
 
 A synthetic store of 100k users × 50k items; ALS trained on it; a hybrid
-search index; batch lists for every user. ``shopsense serve --workers 2``
+search index with a ranker trained on the store's click logs; batch lists
+for every user. ``shopsense serve --workers 2``
 runs in hybrid mode on loopback, and a load generator in this process (one
 asyncio loop, persistent HTTP/1.1 connections, minimal parsing so it takes
 little of the CPU it shares with the server) holds a fixed number of
@@ -104,6 +105,7 @@ def run() -> dict:
 
     from shopsense.models.registry import create_model
     from shopsense.search.engine import SearchSettings, build_index
+    from shopsense.search.ranker import judgments_from_events, train_ranker
     from shopsense.serving.batch import precompute
     from shopsense.serving.recommendations import ModelBundle
     from shopsense.serving.store import open_store
@@ -118,12 +120,15 @@ def run() -> dict:
         out["events_in_store"] = len(dataset.events)
         create_model("als").fit(dataset).save(root / "models" / "v0001")
         torch.set_num_threads(usable_cores())
-        build_index(
+        events = dataset.source_events()
+        engine = build_index(
             dataset.items,
             root / "index",
-            dataset.source_events(),
+            events,
             settings=SearchSettings(embedding_cache=str(CACHE)),
         )
+        # The ranking a store with click logs runs: LambdaRank trained on them.
+        train_ranker(engine, judgments_from_events(events)).save(root / "index" / "ranker.txt")
         state = str(root / "state.db")
         bundle = ModelBundle(root / "models" / "v0001", dataset)
         store = open_store(state)
@@ -145,7 +150,7 @@ def run() -> dict:
             recs = [("GET", f"/recommendations/{u}?k=10", None) for u in users]
             # Queries as shoppers send them: drawn from the store's query log, so a
             # frequent query comes often (and its encoding may be cached, as in a store).
-            logged = dataset.source_events()["query"].dropna().astype(str).to_numpy()
+            logged = events["query"].dropna().astype(str).to_numpy()
             queries = logged[rng.integers(0, len(logged), 20_000)]
             searches = [("GET", "/search?" + _query(q), None) for q in queries]
             items = dataset.items["item_id"].to_numpy()
