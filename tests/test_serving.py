@@ -162,9 +162,13 @@ def test_admin_needs_the_key(client, store):
 
 def test_upserted_items_are_searchable_and_deleted_users_forgotten(client, tmp_path):
     item = {"item_id": "new-1", "title": "Zyzzyva telescope", "price": 99.0, "brand": "Orbit"}
-    assert client.put("/items", json=[item], headers=ADMIN).json() == {"upserted": 1}
+    other = {**item, "item_id": "new-2", "attributes": {"color": "teal"}}
+    assert client.put("/items", json=[item, other], headers=ADMIN).json() == {"upserted": 2}
     hits = client.get("/search", params={"q": "zyzzyva"}).json()["hits"]
-    assert hits[0]["item_id"] == "new-1"
+    assert {h["item_id"] for h in hits[:2]} == {"new-1", "new-2"}
+    teal = client.get("/search", params={"q": "zyzzyva", "attribute": "color:teal"}).json()
+    assert [h["item_id"] for h in teal["hits"]] == ["new-2"]
+    assert client.get("/search", params={"q": "x", "attribute": "teal"}).status_code == 422
     event = {"user_id": "leaver", "type": "view", "item_id": "new-1"}
     assert client.post("/events", json=[event, event]).json()["accepted"] == 2
     gone = client.delete("/users/leaver", headers=ADMIN).json()

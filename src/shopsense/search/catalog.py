@@ -128,7 +128,8 @@ def canonical_catalog(items: pd.DataFrame) -> pd.DataFrame:
         )
     for col in ("title", "description", "category", "brand"):
         out[col] = out[col].where(out[col].notna(), "").astype(str)
-    out["attributes"] = out["attributes"].where(out["attributes"].notna(), "{}").astype(str)
+    attributes = out["attributes"].where(out["attributes"].notna(), "{}")
+    out["attributes"] = [json.dumps(a) if isinstance(a, dict) else str(a) for a in attributes]
     return out
 
 

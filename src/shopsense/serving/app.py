@@ -180,7 +180,7 @@ class Service:
 
             query_threads()
             self.engine = SearchEngine(settings.index)
-        self._search_lock = threading.Lock()
+        self.search_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self.catalog_ids = set(self.dataset.items["item_id"].astype(str))
         self.metrics = Metrics()
@@ -341,18 +341,27 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         sort: Literal["relevance", "price_asc", "price_desc", "popularity", "newest"] = "relevance",
         page: Annotated[int, Query(ge=1, le=1000)] = 1,
         per_page: Annotated[int, Query(ge=1, le=100)] = 10,
+        attribute: Annotated[
+            list[str], Query(max_length=20, description="NAME:VALUE, e.g. color:red")
+        ] = [],  # noqa: B006
         user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     ) -> SearchResponse:
         """Hybrid search with filters (values of one field OR-ed, fields AND-ed),
         disjunctive facets, sorting and pages; personalized with ``user_id``."""
         found = engine()
-        filters: dict[str, Any] = {"category": category, "brand": brand}
+        attributes: dict[str, list[str]] = {}
+        for pair in attribute:
+            name, sep, value = pair.partition(":")
+            if not sep or not name or not value:
+                raise invalid(["query", "attribute"], f"{pair!r} is not NAME:VALUE")
+            attributes.setdefault(name, []).append(value)
+        filters: dict[str, Any] = {"category": category, "brand": brand, "attributes": attributes}
         filters.update(price_min=price_min, price_max=price_max)
         if user_id is not None:
             steps = service.store.recent(user_id)
             if steps:
                 found.profiles.remember(user_id, pd.DataFrame([asdict(s) for s in steps]))
-        with service._search_lock:
+        with service.search_lock:
             results = found.search(q, filters, sort, page, per_page, user_id=user_id)
         if user_id is not None and q.strip():
             service.store.append_events(
@@ -377,7 +386,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         k: Annotated[int, Query(ge=1, le=20)] = 8,
     ) -> list[SuggestionOut]:
         found = engine()
-        with service._search_lock:
+        with service.search_lock:
             return [SuggestionOut(**asdict(s)) for s in found.suggest(q, k)]
 
     # ------------------------------------------------------------- events
@@ -416,7 +425,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         next model version)."""
         frame = pd.DataFrame([i.model_dump() for i in items])
         if len(frame) and service.engine is not None:
-            with service._search_lock:
+            with service.search_lock:
                 service.engine.upsert(frame)
         service.catalog_ids.update(frame["item_id"] if len(frame) else [])
         return ItemsUpserted(upserted=len(frame))
