@@ -86,7 +86,7 @@ class ModelBundle:
         self.prices = items["price"].to_numpy(np.float64)
         ev = dataset.interactions  # sorted by user, then time
         counts = np.bincount(ev["item"].to_numpy(), minlength=dataset.n_items)
-        self.popularity = counts.astype(np.float32)
+        self.popular_scores = _unit(np.log1p(counts))
         per_user = np.bincount(ev["user"].to_numpy(), minlength=dataset.n_users)
         self.history_indptr = np.concatenate([[0], np.cumsum(per_user)])
         self.history_items = ev["item"].to_numpy(np.int64)
@@ -107,10 +107,7 @@ class ModelBundle:
         return self._user_row.get(user_id)
 
     def active_users(self, n: int) -> list[str]:
-        counts = np.bincount(
-            self.dataset.interactions["user"].to_numpy(), minlength=self.dataset.n_users
-        )
-        top = np.argsort(-counts, kind="stable")[:n]
+        top = np.argsort(-np.diff(self.history_indptr), kind="stable")[:n]
         return self.dataset.users["user_id"].astype(str).to_numpy()[top].tolist()
 
     @cached_property
@@ -176,7 +173,7 @@ class RecommendationService:
         b = self.bundle
         model = b.model
         if not live and user is None:
-            return _unit(np.log1p(b.popularity))
+            return b.popular_scores.copy()  # callers mask it in place
         if user is None:
             base = np.zeros(model.n_items_, np.float32)
         elif model.uses_sequences:
