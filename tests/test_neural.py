@@ -10,6 +10,7 @@ from shopsense.models.bert4rec import BERT4Rec
 from shopsense.models.cfgan import CFGAN
 from shopsense.models.gru4rec import GRU4Rec
 from shopsense.models.ncf import NCF
+from shopsense.models.neural import refit
 from shopsense.models.registry import load_model
 from shopsense.models.sasrec import SASRec
 from shopsense.models.twotower import TwoTower
@@ -83,6 +84,20 @@ def test_training_is_deterministic_and_early_stopping_keeps_the_best(store):
     scores = [h["valid_NDCG@10"] for h in a.history_]
     assert a.best_epoch_ == int(np.argmax(scores)) + 1
     assert len(a.history_) <= 4 and all(h["loss"] > 0 for h in a.history_)
+
+
+def test_refit_trains_on_validation_too_for_the_chosen_epochs(store):
+    split = split_dataset(store, "loo")
+    chosen = SASRec(**{**TINY, "epochs": 3, "patience": 1}).fit(split.train, validation=split)
+    final = refit(chosen, split)
+    assert final.get_params() == {**chosen.get_params(), "epochs": chosen.best_epoch_,
+                                  "max_seconds": None}  # fmt: skip
+    assert len(final.history_) == chosen.best_epoch_
+    # The validation step is now the newest training step of its user.
+    user, item = split.valid[["user", "item"]].iloc[0]
+    assert final.sequences_.rows(np.array([user])).items[-1] == item
+    with pytest.raises(ShopsenseError, match="fitted with validation"):
+        refit(SASRec(**{**TINY, "epochs": 1}).fit(split.train), split)
 
 
 def test_weight_averaging_serves_the_average_not_the_last_step(store):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from shopsense.errors import ShopsenseError
+from shopsense.features.sentence import DIM
 from shopsense.search.engine import SearchEngine, SearchSettings, build_index
 from shopsense.search.evaluate import (
     Judgments,
@@ -22,6 +23,7 @@ from shopsense.search.evaluate import (
     split_queries,
 )
 from shopsense.search.ranker import judgments_from_events, train_ranker
+from shopsense.search.semantic import VectorIndex
 from shopsense.search.typo import Vocabulary
 
 
@@ -170,6 +172,28 @@ def test_semantic_and_hybrid_retrieval(engine, lexical, store):
     assert lexical.search("zzqx").total == 0
     meaning = engine.search(f"a {noun} for me")
     assert meaning.total > 0
+
+
+@pytest.mark.parametrize("hnsw_above", [10**6, 0])
+def test_vector_index_filtered_search_is_exact_within_the_filter(hnsw_above):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex.create(len(vectors), hnsw_above)
+    index.add(vectors)
+    assert type(index.index).__name__ == ("IndexHNSWFlat" if hnsw_above == 0 else "IndexFlatIP")
+    np.testing.assert_array_equal(index.vectors(np.array([7, 3])), vectors[[7, 3]])
+    query = vectors[11] + 0.1 * vectors[12]
+    query /= np.linalg.norm(query)
+    allowed = np.zeros(len(vectors), bool)
+    allowed[rng.choice(len(vectors), 200, replace=False)] = True
+    rows, scores = index.search(query, 10, allowed)
+    candidates = np.flatnonzero(allowed)
+    expected = candidates[np.argsort(-(vectors[candidates] @ query))[:10]]
+    np.testing.assert_array_equal(rows, expected)
+    assert np.all(np.diff(scores) <= 0)
+    # Unfiltered, the nearest is found (by graph search above hnsw_above).
+    assert index.search(query, 5)[0][0] == 11
 
 
 def test_synonyms(lexical):

@@ -103,3 +103,12 @@ def test_bad_split_arguments(store):
     ordered = Dataset(store.items, store.users, store.events, {"time_is_order": True})
     with pytest.raises(ShopsenseError):
         split_dataset(ordered, "temporal")
+
+
+def test_refit_data_is_train_plus_validation(store):
+    s = split_dataset(store, "loo")
+    refit = s.refit_data()
+    assert len(refit.events) == len(s.train.events) + len(s.valid)
+    assert refit.n_users == s.train.n_users and refit.n_items == s.train.n_items
+    # A model refit on it sees exactly the history test ranks from.
+    assert (refit.user_item_matrix() != s.history("test")).nnz == 0

@@ -72,6 +72,15 @@ class Split:
             self._cache[key] = Sequences.from_events(events, self.train.n_users)
         return self._cache[key]
 
+    def refit_data(self) -> Dataset:
+        """Train plus the validation part: what a final model is refit on once
+        validation has chosen its settings. The validation step is each user's
+        newest before test, the most telling about it; test is still unseen."""
+        if "refit" not in self._cache:
+            events = pd.concat([self.train.events, self.valid], ignore_index=True)
+            self._cache["refit"] = self.train.with_events(events[self.train.events.columns])
+        return self._cache["refit"]
+
     def targets(self, on: str) -> sp.csr_matrix:
         """The items each user interacted with in the ``on`` part (valid or test)."""
         if on not in ("valid", "test"):

@@ -205,6 +205,21 @@ class TorchRecommender(Recommender):
         """Arrays beyond the network's weights."""
 
 
+def refit(model: TorchRecommender, split: Split, progress: bool = False) -> TorchRecommender:
+    """A fresh copy of ``model`` (fitted with ``validation=split``) trained on the
+    split's train and validation parts for the epoch count validation chose.
+
+    Early stopping holds out each user's newest step before test; the final model
+    should learn from it too. Like scikit-learn's ``refit`` after a search.
+    """
+    if not hasattr(model, "best_epoch_"):
+        raise ShopsenseError("refit needs a model fitted with validation (it takes its best epoch)")
+    params = {**model.get_params(), "epochs": model.best_epoch_, "max_seconds": None}
+    final = type(model)(**params)
+    final.fit(split.refit_data(), progress=progress)
+    return final
+
+
 class SequenceRecommender(TorchRecommender):
     """Neural models that read each user's steps in time order."""
 

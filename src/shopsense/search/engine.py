@@ -56,7 +56,7 @@ class SearchSettings:
     one_typo: int = 4
     two_typos: int = 8
     personalization: float = 0.3
-    hnsw_above: int = 200_000
+    hnsw_above: int = 20_000
     int8_queries: bool = True
     model_path: str | None = None
     embedding_cache: str | None = None

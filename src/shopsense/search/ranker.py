@@ -13,7 +13,7 @@ import itertools
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -62,17 +62,81 @@ TITLE_CACHE = 200_000
 NUMBER = re.compile(r"^\d")
 
 
+class TitleInfo(NamedTuple):
+    """What the features need of one title, computed once per catalog row."""
+
+    ids: np.ndarray  # term ids in title order
+    distinct: int  # how many different terms
+    joined: str  # the terms joined by spaces
+    processed: str  # lower-cased, punctuation to spaces (rapidfuzz's default_process)
+    letters: str  # ``processed`` without spaces
+
+
+class TitleTerms:
+    """Candidates' title terms as integer ids, so a query's term matches over
+    all candidates are a few array operations instead of a loop per item."""
+
+    def __init__(self, rows: np.ndarray, titles: list[np.ndarray]) -> None:
+        self.rows = rows
+        self.lengths = np.array([len(t) for t in titles], np.int64)
+        self.ids = np.concatenate(titles) if titles else np.empty(0, np.int64)
+        self.owner = np.repeat(np.arange(len(rows)), self.lengths)
+        starts = np.concatenate(([0], np.cumsum(self.lengths)[:-1]))
+        self.position = np.arange(len(self.ids)) - starts[self.owner]
+
+    def present(self, term_ids: np.ndarray, within: int | None = None) -> np.ndarray:
+        """(candidates × terms): which title has each term (in its first ``within``)."""
+        out = np.zeros((len(self.rows), len(term_ids)), bool)
+        hit_token, hit_term = np.nonzero(self.ids[:, None] == term_ids[None, :])
+        if within is not None:
+            early = self.position[hit_token] < within
+            hit_token, hit_term = hit_token[early], hit_term[early]
+        out[self.owner[hit_token], hit_term] = True
+        return out
+
+    def bigrams_matched(self, pairs: np.ndarray) -> np.ndarray:
+        """How many of the (distinct) id ``pairs`` occur as adjacent title terms."""
+        out = np.zeros(len(self.rows), np.int64)
+        if len(self.ids) < 2 or not len(pairs):
+            return out
+        same = self.owner[:-1] == self.owner[1:]
+        first, second = self.ids[:-1], self.ids[1:]
+        for a, b in pairs:
+            hits = np.unique(self.owner[:-1][same & (first == a) & (second == b)])
+            out[hits] += 1
+        return out
+
+
 class Ranker:
     def __init__(self, booster) -> None:
         self.booster = booster
-        self._titles: OrderedDict[int, tuple[str, ...]] = OrderedDict()
+        self._term_ids: dict[str, int] = {}
+        self._titles: OrderedDict[int, TitleInfo] = OrderedDict()
         self._labels: dict[str, frozenset[str]] = {}
 
     # ------------------------------------------------------------- features
-    def _title_terms(self, engine: SearchEngine, row: int) -> tuple[str, ...]:
+    def _ids(self, words: list[str] | tuple[str, ...], add: bool = False) -> np.ndarray:
+        """Term ids; unknown terms get -1 (matching nothing) unless ``add``."""
+        if add:
+            return np.array(
+                [self._term_ids.setdefault(w, len(self._term_ids)) for w in words], np.int64
+            )
+        return np.array([self._term_ids.get(w, -1) for w in words], np.int64)
+
+    def _title(self, row: int, title: str) -> TitleInfo:
         hit = self._titles.get(row)
         if hit is None:
-            hit = tuple(terms(engine.catalog.items.at[row, "title"]))
+            from rapidfuzz import utils
+
+            found = terms(title)
+            processed = utils.default_process(title)
+            hit = TitleInfo(
+                self._ids(found, add=True),
+                len(set(found)),
+                " ".join(found),
+                processed,
+                processed.replace(" ", ""),
+            )
             self._titles[row] = hit
             if len(self._titles) > TITLE_CACHE:
                 self._titles.popitem(last=False)
@@ -108,52 +172,72 @@ class Ranker:
                 centroid = vectors[:top].mean(axis=0)
                 centroid /= np.linalg.norm(centroid) + 1e-12
                 out[:, col[f"top{top}_centroid_cosine"]] = vectors @ centroid
-        cosine = np.nan_to_num(cosine, nan=0.0)
+        cosine = np.where(np.isnan(cosine), 0.0, cosine)
         out[:, col["cosine"]] = cosine
         out[:, col["cosine_relative"]] = cosine - (cosine.max() if n else 0.0)
         out[:, col["fused"]] = found.score
         out[:, col["fused_reciprocal_rank"]] = 1.0 / np.arange(1, n + 1)
-        exact = [t for t, w in plan.terms if w >= 1.0]
-        all_terms = {t for t, _ in plan.terms}
-        numbers = [t for t in exact if NUMBER.match(t)]
-        bigrams = set(itertools.pairwise(exact))
-        phrase = " ".join(exact)
-        out[:, col["query_terms"]] = len(exact)
-        n_docs = max(engine.catalog.n_rows, 1)
-        idf = {t: np.log1p(n_docs / (1 + engine.lexical.doc_freq(t))) for t in exact}
-        idf_total = sum(idf.values())
-        brands = engine.catalog.strings("brand", rows)
-        categories = engine.catalog.strings("category", rows)
-        for i, row in enumerate(rows.tolist()):
-            title = self._title_terms(engine, row)
-            tset = set(title)
-            if exact:
-                out[i, col["title_exact_coverage"]] = sum(t in tset for t in exact) / len(exact)
-                matched_idf = sum(v for t, v in idf.items() if t in tset)
-                out[i, col["title_idf_coverage"]] = matched_idf / idf_total if idf_total else 0.0
-                out[i, col["first_term_in_title"]] = exact[0] in tset
-                out[i, col["last_term_in_title"]] = exact[-1] in tset
-                out[i, col["last_term_early_in_title"]] = exact[-1] in title[:4]
-                out[i, col["phrase_in_title"]] = phrase in " ".join(title)
-            if all_terms:
-                out[i, col["title_coverage"]] = len(all_terms & tset) / len(all_terms)
-            out[i, col["title_terms"]] = len(title)
-            out[i, col["title_share_matched"]] = len(all_terms & tset) / max(len(tset), 1)
-            if bigrams:
-                pairs = set(itertools.pairwise(title))
-                out[i, col["bigram_coverage"]] = len(bigrams & pairs) / len(bigrams)
-            if numbers:
-                out[i, col["numbers_matched"]] = sum(t in tset for t in numbers) / len(numbers)
-            if brands[i]:
-                out[i, col["brand_matched"]] = bool(all_terms & self._label_terms(brands[i]))
-            if categories[i]:
-                out[i, col["category_matched"]] = bool(all_terms & self._label_terms(categories[i]))
-        _character_features(engine, plan, rows, out, col)
+        titles = [
+            self._title(row, text)
+            for row, text in zip(rows.tolist(), engine.catalog.strings("title", rows), strict=True)
+        ]
+        self._term_features(engine, plan, rows, titles, out, col)
+        _character_features(plan, titles, out, col)
         out[:, col["popularity"]] = np.log1p(engine.catalog.popularity[rows])
         price = engine.catalog.price[rows]
         out[:, col["price"]] = np.where(np.isfinite(price), np.log1p(np.maximum(price, 0)), -1.0)
         out[:, col["search_clicks"]] = np.log1p(engine.catalog.search_clicks[rows])
         return out
+
+    def _term_features(
+        self,
+        engine: SearchEngine,
+        plan: QueryPlan,
+        rows: np.ndarray,
+        titles: list[TitleInfo],
+        out: np.ndarray,
+        col: dict[str, int],
+    ) -> None:
+        """How the query's terms meet each candidate's title, brand and category."""
+        table = TitleTerms(rows, [t.ids for t in titles])
+        exact = [t for t, w in plan.terms if w >= 1.0]
+        all_terms = {t for t, _ in plan.terms}
+        out[:, col["query_terms"]] = len(exact)
+        out[:, col["title_terms"]] = table.lengths
+        matched_all = table.present(self._ids(sorted(all_terms))).sum(axis=1)
+        distinct = np.array([t.distinct for t in titles], np.float32)
+        out[:, col["title_share_matched"]] = matched_all / np.maximum(distinct, 1)
+        if all_terms:
+            out[:, col["title_coverage"]] = matched_all / len(all_terms)
+        if exact:
+            present = table.present(self._ids(exact))
+            n_docs = max(engine.catalog.n_rows, 1)
+            idf = np.array([np.log1p(n_docs / (1 + engine.lexical.doc_freq(t))) for t in exact])
+            idf_total = idf.sum()  # the plan's terms are distinct
+            out[:, col["title_exact_coverage"]] = present.mean(axis=1)
+            if idf_total:
+                out[:, col["title_idf_coverage"]] = present @ idf / idf_total
+            out[:, col["first_term_in_title"]] = present[:, 0]
+            out[:, col["last_term_in_title"]] = present[:, -1]
+            out[:, col["last_term_early_in_title"]] = table.present(
+                self._ids(exact[-1:]), within=4
+            )[:, 0]
+            phrase = " ".join(exact)
+            out[:, col["phrase_in_title"]] = [phrase in t.joined for t in titles]
+            bigrams = sorted(set(itertools.pairwise(exact)))
+            if bigrams:
+                pairs = self._ids([w for pair in bigrams for w in pair]).reshape(-1, 2)
+                out[:, col["bigram_coverage"]] = table.bigrams_matched(pairs) / len(bigrams)
+            numbers = [i for i, t in enumerate(exact) if NUMBER.match(t)]
+            if numbers:
+                out[:, col["numbers_matched"]] = present[:, numbers].mean(axis=1)
+        for name, column in (("brand_matched", "brand"), ("category_matched", "category")):
+            labels = engine.catalog.strings(column, rows)
+            matched = {
+                label: bool(label) and bool(all_terms & self._label_terms(label))
+                for label in set(labels)
+            }
+            out[:, col[name]] = [matched[label] for label in labels]
 
     def rerank(
         self, engine: SearchEngine, plan: QueryPlan, vector: np.ndarray | None, found: Candidates
@@ -182,31 +266,26 @@ class Ranker:
 
 
 def _character_features(
-    engine: SearchEngine, plan: QueryPlan, rows: np.ndarray, out: np.ndarray, col: dict[str, int]
+    plan: QueryPlan, titles: list[TitleInfo], out: np.ndarray, col: dict[str, int]
 ) -> None:
     """Letter-level likeness of query and title, which terms miss: "deckover"
     against "Deck Over", "2x4" against "2 in. x 4 in."."""
     from rapidfuzz import fuzz, process, utils
 
-    if not len(rows):
+    if not titles:
         return
-    titles = engine.catalog.strings("title", rows).tolist()
+    processed = [t.processed for t in titles]
     query = utils.default_process(plan.text)
     for name, scorer in (
         ("chars_token_set", fuzz.token_set_ratio),
         ("chars_partial", fuzz.partial_ratio),
     ):
         out[:, col[name]] = (
-            process.cdist(
-                [query], titles, scorer=scorer, processor=utils.default_process, dtype=np.float32
-            )[0]
-            / 100.0
+            process.cdist([query], processed, scorer=scorer, dtype=np.float32)[0] / 100.0
         )
     joined = query.replace(" ", "")
     if joined:
-        out[:, col["joined_query_in_title"]] = [
-            joined in utils.default_process(t).replace(" ", "") for t in titles
-        ]
+        out[:, col["joined_query_in_title"]] = [joined in t.letters for t in titles]
 
 
 def _head(found: Candidates, depth: int) -> Candidates:
