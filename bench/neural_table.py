@@ -19,7 +19,13 @@ from shopsense.data.ingest import ingest
 SECONDS = float(os.environ.get("SHOPSENSE_NEURAL_SECONDS", 900))
 DATASETS = {"amazon-beauty-s3rec": "sequences", "ml-100k": "recbole"}
 NEURAL = {
-    "sasrec": {"dropout": 0.5, "batch_size": 256, "patience": 20},
+    "sasrec": {
+        "dropout": 0.5,
+        "batch_size": 256,
+        "learning_rate": 2e-3,
+        "ema_decay": 0.99,
+        "patience": 20,
+    },
     "bert4rec": {"dropout": 0.2, "batch_size": 256, "patience": 20},
     "gru4rec": {"dropout": 0.3, "batch_size": 256, "patience": 20},
     "twotower": {"patience": 10},

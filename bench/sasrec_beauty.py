@@ -69,8 +69,10 @@ def run() -> dict:
     per_epoch = np.diff([0.0] + [h["seconds"] for h in model.history_])
     with torch.no_grad():
         selected = evaluate(model, split, ks=(10,))
+    print(f"  early-stopped model: test {selected}", flush=True)
+    chosen = model
     started = time.perf_counter()
-    model = refit(model, split, progress=True)
+    model = refit(chosen, split, progress=True)
     refit_seconds = time.perf_counter() - started
     with torch.no_grad():
         t0 = time.perf_counter()
@@ -88,8 +90,8 @@ def run() -> dict:
     p99 = float(np.percentile(latencies, 99) * 1000)
     out = {
         "params": PARAMS,
-        "epochs_run": len(model.history_),
-        "best_epoch": model.best_epoch_,
+        "epochs_run": len(chosen.history_),
+        "best_epoch": chosen.best_epoch_,
         "seconds_to_best": best["seconds"],
         "train_seconds": round(train_seconds, 1),
         "refit_seconds": round(refit_seconds, 1),

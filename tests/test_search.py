@@ -335,8 +335,10 @@ def _judgment_files(store, folder):
     queries, labels = ["query_id,query"], ["query_id,product_uid,relevance"]
     for qid, (noun, _) in enumerate(nouns.most_common(12)):
         queries.append(f"{qid},{noun}")
-        for item in titles[titles["title"].str.lower().str.contains(noun)]["item_id"][:6]:
+        has_noun = titles["title"].str.lower().str.contains(noun)
+        for item in titles[has_noun]["item_id"][:6]:
             labels.append(f"{qid},{item},3")
+        labels.append(f"{qid},{titles[~has_noun]['item_id'].iloc[qid]},1")  # judged poor
     (folder / "queries.csv").write_text("\n".join(queries) + "\n")
     (folder / "labels.csv").write_text("\n".join(labels) + "\n")
     return folder / "queries.csv", folder / "labels.csv"
@@ -407,12 +409,16 @@ def test_encoder_fine_tuning_moves_queries_toward_their_products(store, tmp_path
     judgments = load_judgments(queries, labels)
     titles = dict(zip(store.items["item_id"], store.items["title"], strict=True))
     pairs = training_pairs(judgments, titles)
+    # Every relevant product is paired with its query; the poor one is the hard negative.
+    assert len(pairs) == sum(g == 3 for grades in judgments.grades.values() for g in grades.values())
+    assert all(n is not None and n != t for _, t, n in pairs)
+    assert all(n is None for *_, n in training_pairs(judgments, titles, negative_grade=None))
     path = finetune_encoder(pairs, tmp_path / "encoder", epochs=3, batch_size=8, learning_rate=1e-4)
     assert (path / "model.safetensors").is_file()
     assert model_tag(str(path)).startswith("finetuned-") and model_tag(None) != model_tag(str(path))
 
     def mean_similarity(encoder: QueryEncoder) -> float:
-        return float(np.mean([encoder.encode(q) @ encoder.encode(t) for q, t in pairs]))
+        return float(np.mean([encoder.encode(q) @ encoder.encode(t) for q, t, _ in pairs]))
 
     assert mean_similarity(QueryEncoder(str(path))) > mean_similarity(QueryEncoder())
 

@@ -3,7 +3,9 @@
 Off-the-shelf all-MiniLM-L6-v2 was trained on general web pairs; a store's
 queries ("1/2 in. pvc elbow") and titles read differently. Training it on
 (query, relevant product) pairs from graded judgments or click logs, with
-in-batch negatives (the multiple-negatives ranking loss), teaches it the
+in-batch negatives (the multiple-negatives ranking loss) plus, where the
+judgments have one, a product judged poor for the same query (a hard
+negative: it shares the query's words but not its intent), teaches it the
 store's language. Six small layers train on a CPU in minutes. The result is
 saved with sentence-transformers (safetensors weights, JSON configs).
 """
@@ -20,24 +22,38 @@ from shopsense.errors import ShopsenseError
 from shopsense.search.evaluate import RELEVANT_GRADE, Judgments
 
 SCALE = 20.0  # cosine similarities scaled before the softmax
+NEGATIVE_GRADE = 1.67  # a product judged at most this is a hard negative for its query
+
+TrainingPair = tuple[str, str, str | None]
 
 
 def training_pairs(
-    judgments: Judgments, titles: dict[str, str], min_grade: float = RELEVANT_GRADE
-) -> list[tuple[str, str]]:
-    """(query, title) for every judged product at or above ``min_grade``."""
-    pairs = []
+    judgments: Judgments,
+    titles: dict[str, str],
+    min_grade: float = RELEVANT_GRADE,
+    negative_grade: float | None = NEGATIVE_GRADE,
+) -> list[TrainingPair]:
+    """(query, title, hard negative title or None) for every judged product at or
+    above ``min_grade``; the query's products judged at most ``negative_grade``
+    are its hard negatives, taken in turn (None: no hard negatives)."""
+    pairs: list[TrainingPair] = []
     for qid, text in judgments.queries.items():
-        for item, grade in judgments.grades.get(qid, {}).items():
-            if grade >= min_grade and item in titles and titles[item]:
-                pairs.append((text, titles[item]))
+        judged = [
+            (item, g) for item, g in judgments.grades.get(qid, {}).items() if titles.get(item)
+        ]
+        poor = (
+            [] if negative_grade is None else [titles[i] for i, g in judged if g <= negative_grade]
+        )
+        good = [titles[i] for i, g in judged if g >= min_grade]
+        for j, title in enumerate(good):
+            pairs.append((text, title, poor[j % len(poor)] if poor else None))
     if not pairs:
         raise ShopsenseError("no relevant (query, product) pair to train the encoder on")
     return pairs
 
 
 def finetune_encoder(
-    pairs: list[tuple[str, str]],
+    pairs: list[TrainingPair],
     out: Path,
     epochs: int = 2,
     batch_size: int = 64,
@@ -67,13 +83,14 @@ def finetune_encoder(
         order = rng.permutation(len(pairs))
         for start in range(0, len(order) - batch_size + 1, batch_size):
             batch = [pairs[i] for i in order[start : start + batch_size]]
-            queries = _embed(model, [q for q, _ in batch])
-            titles = _embed(model, [t for _, t in batch])
-            scores = SCALE * queries @ titles.T
-            # A title twice in a batch is a positive for both queries, not a negative.
-            same = np.array([[a[1] == b[1] for b in batch] for a in batch])
-            mask = torch.from_numpy(same & ~np.eye(len(batch), dtype=bool))
-            scores = scores.masked_fill(mask, float("-inf"))
+            # Columns: every positive title, then the hard negatives the batch has.
+            columns = [t for _, t, _ in batch] + [n for _, _, n in batch if n is not None]
+            queries = _embed(model, [q for q, _, _ in batch])
+            scores = SCALE * queries @ _embed(model, columns).T
+            # A query's positive title elsewhere in the columns is not a negative for it.
+            same = np.array([[title == c for c in columns] for _, title, _ in batch])
+            same[np.arange(len(batch)), np.arange(len(batch))] = False
+            scores = scores.masked_fill(torch.from_numpy(same), float("-inf"))
             loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(batch)))
             optimizer.zero_grad()
             loss.backward()
