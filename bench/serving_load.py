@@ -174,7 +174,8 @@ def run() -> dict:
             acknowledged = 0
             for name, requests, concurrency in (
                 ("recommendations", recs, 8),
-                ("search", searches, 8),
+                ("search", searches, 4),
+                ("search_concurrency_8", searches, 8),
                 ("events", batches, 4),
             ):
                 warm = asyncio.run(_load(port, requests[:50], 2))
@@ -219,7 +220,7 @@ def _wait_ready(port: int) -> None:
 
 
 def _print(out: dict) -> None:
-    r, s, e = out["recommendations"], out["search"], out["events"]
+    r, e = out["recommendations"], out["events"]
     print(
         f"service, {out['users']:,} users × {out['items']:,} items, 2 uvicorn workers, "
         f"hybrid mode, load generator on the same machine:"
@@ -228,10 +229,11 @@ def _print(out: dict) -> None:
         f"  /recommendations: {r['requests_per_second']} req/s, p99 {r['p99_ms']} ms at "
         f"concurrency {r['concurrency']} (bar ≥ 500 req/s, p99 ≤ 20 ms)"
     )
-    print(
-        f"  /search: {s['requests_per_second']} req/s, p99 {s['p99_ms']} ms at concurrency "
-        f"{s['concurrency']} (bar ≥ 200 req/s, p99 ≤ 40 ms)"
-    )
+    for s in (out["search"], out["search_concurrency_8"]):
+        print(
+            f"  /search: {s['requests_per_second']} req/s, p99 {s['p99_ms']} ms at concurrency "
+            f"{s['concurrency']} (bar ≥ 200 req/s, p99 ≤ 40 ms)"
+        )
     print(
         f"  /events: {e['events_per_second']} events/s in batches of {EVENTS_PER_REQUEST} at "
         f"concurrency {e['concurrency']}; {out['events_lost']} of "
