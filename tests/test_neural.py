@@ -184,6 +184,12 @@ def test_cli_trains_a_neural_model_with_epochs_and_device(capsys, store_dir, tmp
     assert code == 0 and "SASRec(" in out and "epochs=2" in out
     code, out, _ = run(capsys, "recommend", "--model", str(tmp_path / "m"), "--user", "u000005")
     assert code == 0 and "top-10 recommendations (sasrec)" in out
+    base = ["train", "--data", str(store_dir), "--model", "sasrec", "--out", str(tmp_path / "r"),
+            "--epochs", "2", "--param", "hidden=16", "--refit"]  # fmt: skip
+    code, out, _ = run(capsys, *base, "--split", "loo")
+    assert code == 0 and "SASRec(" in out
+    code, _, err = run(capsys, *base)
+    assert code == 1 and "--refit needs" in err
     code, _, err = run(
         capsys,
         "train",

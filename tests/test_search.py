@@ -410,7 +410,8 @@ def test_encoder_fine_tuning_moves_queries_toward_their_products(store, tmp_path
     titles = dict(zip(store.items["item_id"], store.items["title"], strict=True))
     pairs = training_pairs(judgments, titles)
     # Every relevant product is paired with its query; the poor one is the hard negative.
-    assert len(pairs) == sum(g == 3 for grades in judgments.grades.values() for g in grades.values())
+    relevant = [g for grades in judgments.grades.values() for g in grades.values() if g == 3]
+    assert len(pairs) == len(relevant)
     assert all(n is not None and n != t for _, t, n in pairs)
     assert all(n is None for *_, n in training_pairs(judgments, titles, negative_grade=None))
     path = finetune_encoder(pairs, tmp_path / "encoder", epochs=3, batch_size=8, learning_rate=1e-4)

@@ -226,6 +226,12 @@ def _fit(name: str, params: dict[str, Any], data, progress: bool, validation=Non
     default=None,
     help="Neural models: where to train.",
 )
+@click.option(
+    "--refit",
+    is_flag=True,
+    help="Neural models with --split: then train afresh on train + validation "
+    "for the epoch count early stopping chose.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 def train(
     data: Path,
@@ -236,6 +242,7 @@ def train(
     params_file: Path | None,
     epochs: int | None,
     device: str | None,
+    refit: bool,
     seed: int,
 ) -> None:
     """Train a model on a dataset and save it to --out.
@@ -255,6 +262,15 @@ def train(
                 raise ShopsenseError(f"--{key} applies to neural models only, not {name}")
             model_params[key] = value
     model, seconds = _fit(name, model_params, train_data, _progress(), parts)
+    if refit:
+        from shopsense.models.neural import refit as refit_model
+
+        if parts is None or not hasattr(model, "best_epoch_"):
+            raise ShopsenseError("--refit needs a neural model and --split")
+        started = time.perf_counter()
+        model = refit_model(model, parts, progress=_progress())
+        train_data = parts.refit_data()
+        seconds += time.perf_counter() - started
     model.save(out, meta={"data": str(data.resolve()), "split": split, "fit_seconds": seconds})
     click.echo(
         f"trained {model!r} on {len(train_data.interactions):,} interactions "
