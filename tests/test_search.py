@@ -258,8 +258,11 @@ def test_incremental_updates(store, tmp_path):
     new = pd.DataFrame(
         {"item_id": ["n1"], "title": ["Zorblax quantum kettle"], "brand": ["Zorb"], "price": [9.5]}
     )
+    before = engine.analyze("zorblax")  # planned (and cached) before the word exists
     engine.upsert(new)
     assert engine.search("zorblax").hits[0].item_id == "n1"
+    assert engine.analyze("zorblax") is not before  # the change dropped the cached plan
+    assert engine.analyze("zorblax") is engine.analyze("zorblax")
     engine.upsert(new.assign(title=["Plimbo quantum kettle"]))
     assert engine.vectors.size == engine.catalog.n_rows == 52
     assert engine.search("plimbo").hits[0].item_id == "n1"

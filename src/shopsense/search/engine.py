@@ -17,6 +17,7 @@ import json
 import re
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from shopsense.search.typo import Vocabulary
 
 SORTS = ("relevance", "price_asc", "price_desc", "popularity", "newest")
 MAX_PER_PAGE = 100
+PLAN_CACHE = 4096
 HIGHLIGHT = re.compile(r"[\u3400-\u9fff]+|[^\W_]+", re.UNICODE)
 
 
@@ -180,9 +182,22 @@ class SearchEngine:
             self.ranker = Ranker.load(folder / "ranker.txt")
         self.log_path: Path | None = None
         self._synonyms = self.settings.synonym_map()
+        self._plans: OrderedDict[str, QueryPlan] = OrderedDict()
 
     # ------------------------------------------------------------- analysis
     def analyze(self, query: str) -> QueryPlan:
+        """The query's plan; frequent queries are planned once (typo correction
+        is the costly part), until the catalogue changes."""
+        plan = self._plans.get(query)
+        if plan is None:
+            plan = self._plans[query] = self._analyze(query)
+            if len(self._plans) > PLAN_CACHE:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(query)
+        return plan
+
+    def _analyze(self, query: str) -> QueryPlan:
         s = self.settings
         plan_words = words(query)
         weights: dict[str, float] = {}
@@ -426,6 +441,9 @@ class SearchEngine:
         self.suggester = _suggester(self.catalog, queries)
 
     def _save(self) -> None:
+        """Every change to the index ends here: write it, and forget the query
+        plans made against the old vocabulary."""
+        self._plans.clear()
         self.catalog.save(self.folder)
         self.vocabulary.save(self.folder / "vocabulary.json")
         self.suggester.save(self.folder / "suggest.json")
