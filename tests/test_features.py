@@ -4,7 +4,9 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from shopsense.errors import ShopsenseError
 from shopsense.features import (
     BagOfWords,
     SentenceEmbedder,
@@ -57,6 +59,11 @@ def test_bag_of_words_and_tfidf_round_trip_their_state():
     m = tfidf.transform(["手机"]).toarray()[0]
     assert m[tfidf.vocabulary_["手机"]] == 1.0
     assert BagOfWords().fit(texts).transform(["red red"]).toarray()[0].max() == 2
+
+
+def test_texts_without_words_are_a_clear_error():
+    with pytest.raises(ShopsenseError, match="no words"):
+        Tfidf().fit(["", "  ", "!!"])
 
 
 def test_word_embeddings_are_deterministic_and_learn_context():

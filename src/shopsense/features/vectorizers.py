@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
+from shopsense.errors import ShopsenseError
 from shopsense.features.text import tokenize
 
 
@@ -42,7 +43,15 @@ class BagOfWords:
 
     def fit(self, texts: list[str]) -> BagOfWords:
         self.vectorizer_ = self._vectorizer()
-        self.vectorizer_.fit(texts)
+        try:
+            self.vectorizer_.fit(texts)
+        except ValueError as e:
+            if "empty vocabulary" not in str(e):
+                raise
+            raise ShopsenseError(
+                "the texts hold no words to learn a vocabulary from "
+                "(items without titles or descriptions need a model that does not read text)"
+            ) from None
         return self
 
     def transform(self, texts: list[str]) -> sp.csr_matrix:
