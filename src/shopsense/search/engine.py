@@ -17,7 +17,6 @@ import json
 import re
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from shopsense.errors import ShopsenseError
+from shopsense.lru import LRUCache
 from shopsense.search.analysis import MAX_QUERY_CHARS, segment, stem, words
 from shopsense.search.catalog import Catalog, Filters, canonical_catalog
 from shopsense.search.fusion import FUSION_METHODS, fuse
@@ -182,20 +182,13 @@ class SearchEngine:
             self.ranker = Ranker.load(folder / "ranker.txt")
         self.log_path: Path | None = None
         self._synonyms = self.settings.synonym_map()
-        self._plans: OrderedDict[str, QueryPlan] = OrderedDict()
+        self._plans: LRUCache[str, QueryPlan] = LRUCache(PLAN_CACHE)
 
     # ------------------------------------------------------------- analysis
     def analyze(self, query: str) -> QueryPlan:
         """The query's plan; frequent queries are planned once (typo correction
         is the costly part), until the catalogue changes."""
-        plan = self._plans.get(query)
-        if plan is None:
-            plan = self._plans[query] = self._analyze(query)
-            if len(self._plans) > PLAN_CACHE:
-                self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end(query)
-        return plan
+        return self._plans.get(query, self._analyze)
 
     def _analyze(self, query: str) -> QueryPlan:
         s = self.settings

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from shopsense.errors import ShopsenseError
+from shopsense.lru import LRUCache
 from shopsense.search.analysis import terms
 from shopsense.search.catalog import Filters
 from shopsense.search.evaluate import Judgments
@@ -76,17 +76,17 @@ class TitleTerms:
     """Candidates' title terms as integer ids, so a query's term matches over
     all candidates are a few array operations instead of a loop per item."""
 
-    def __init__(self, rows: np.ndarray, titles: list[np.ndarray]) -> None:
-        self.rows = rows
+    def __init__(self, titles: list[np.ndarray]) -> None:
+        self.n = len(titles)
         self.lengths = np.array([len(t) for t in titles], np.int64)
         self.ids = np.concatenate(titles) if titles else np.empty(0, np.int64)
-        self.owner = np.repeat(np.arange(len(rows)), self.lengths)
+        self.owner = np.repeat(np.arange(self.n), self.lengths)
         starts = np.concatenate(([0], np.cumsum(self.lengths)[:-1]))
         self.position = np.arange(len(self.ids)) - starts[self.owner]
 
     def present(self, term_ids: np.ndarray, within: int | None = None) -> np.ndarray:
         """(candidates × terms): which title has each term (in its first ``within``)."""
-        out = np.zeros((len(self.rows), len(term_ids)), bool)
+        out = np.zeros((self.n, len(term_ids)), bool)
         hit_token, hit_term = np.nonzero(self.ids[:, None] == term_ids[None, :])
         if within is not None:
             early = self.position[hit_token] < within
@@ -96,7 +96,7 @@ class TitleTerms:
 
     def bigrams_matched(self, pairs: np.ndarray) -> np.ndarray:
         """How many of the (distinct) id ``pairs`` occur as adjacent title terms."""
-        out = np.zeros(len(self.rows), np.int64)
+        out = np.zeros(self.n, np.int64)
         if len(self.ids) < 2 or not len(pairs):
             return out
         same = self.owner[:-1] == self.owner[1:]
@@ -111,7 +111,7 @@ class Ranker:
     def __init__(self, booster) -> None:
         self.booster = booster
         self._term_ids: dict[str, int] = {}
-        self._titles: OrderedDict[int, TitleInfo] = OrderedDict()
+        self._titles: LRUCache[int, TitleInfo] = LRUCache(TITLE_CACHE)
         self._labels: dict[str, frozenset[str]] = {}
 
     # ------------------------------------------------------------- features
@@ -123,24 +123,18 @@ class Ranker:
             )
         return np.array([self._term_ids.get(w, -1) for w in words], np.int64)
 
-    def _title(self, row: int, title: str) -> TitleInfo:
-        hit = self._titles.get(row)
-        if hit is None:
-            from rapidfuzz import utils
+    def _title(self, title: str) -> TitleInfo:
+        from rapidfuzz import utils
 
-            found = terms(title)
-            processed = utils.default_process(title)
-            hit = TitleInfo(
-                self._ids(found, add=True),
-                len(set(found)),
-                " ".join(found),
-                processed,
-                processed.replace(" ", ""),
-            )
-            self._titles[row] = hit
-            if len(self._titles) > TITLE_CACHE:
-                self._titles.popitem(last=False)
-        return hit
+        found = terms(title)
+        processed = utils.default_process(title)
+        return TitleInfo(
+            self._ids(found, add=True),
+            len(set(found)),
+            " ".join(found),
+            processed,
+            processed.replace(" ", ""),
+        )
 
     def _label_terms(self, label: str) -> frozenset[str]:
         """Terms of a brand or category name; there are few, so all are kept."""
@@ -177,8 +171,9 @@ class Ranker:
         out[:, col["cosine_relative"]] = cosine - (cosine.max() if n else 0.0)
         out[:, col["fused"]] = found.score
         out[:, col["fused_reciprocal_rank"]] = 1.0 / np.arange(1, n + 1)
+        # Rows are append-only, so a row's title never changes under its cache entry.
         titles = [
-            self._title(row, text)
+            self._titles.get(row, lambda _, text=text: self._title(text))
             for row, text in zip(rows.tolist(), engine.catalog.strings("title", rows), strict=True)
         ]
         self._term_features(engine, plan, rows, titles, out, col)
@@ -199,21 +194,23 @@ class Ranker:
         col: dict[str, int],
     ) -> None:
         """How the query's terms meet each candidate's title, brand and category."""
-        table = TitleTerms(rows, [t.ids for t in titles])
+        table = TitleTerms([t.ids for t in titles])
+        # The plan's terms are distinct; the exact ones (not typo or synonym) come first.
         exact = [t for t, w in plan.terms if w >= 1.0]
         all_terms = {t for t, _ in plan.terms}
+        every = table.present(self._ids(exact + [t for t, w in plan.terms if w < 1.0]))
+        present = every[:, : len(exact)]
         out[:, col["query_terms"]] = len(exact)
         out[:, col["title_terms"]] = table.lengths
-        matched_all = table.present(self._ids(sorted(all_terms))).sum(axis=1)
+        matched_all = every.sum(axis=1)
         distinct = np.array([t.distinct for t in titles], np.float32)
         out[:, col["title_share_matched"]] = matched_all / np.maximum(distinct, 1)
         if all_terms:
             out[:, col["title_coverage"]] = matched_all / len(all_terms)
         if exact:
-            present = table.present(self._ids(exact))
             n_docs = max(engine.catalog.n_rows, 1)
             idf = np.array([np.log1p(n_docs / (1 + engine.lexical.doc_freq(t))) for t in exact])
-            idf_total = idf.sum()  # the plan's terms are distinct
+            idf_total = idf.sum()
             out[:, col["title_exact_coverage"]] = present.mean(axis=1)
             if idf_total:
                 out[:, col["title_idf_coverage"]] = present @ idf / idf_total

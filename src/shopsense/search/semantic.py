@@ -13,12 +13,13 @@ none of it) and are cached.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from shopsense.features.sentence import DIM, sentence_model
+from shopsense.lru import LRUCache
+from shopsense.ranking import top_k
 
 QUERY_CACHE = 4096
 HNSW_NEIGHBOURS = 32
@@ -69,7 +70,8 @@ class VectorIndex:
         if allowed is not None:
             subset = np.flatnonzero(allowed[: self.size])
             if len(subset) <= EXACT_SUBSET:
-                return _top(subset, self.matrix[subset] @ query[0], k)
+                best, scores = top_k((self.matrix[subset] @ query[0])[None, :], k)
+                return subset[best[0]], scores[0]
             bits = np.packbits(allowed[: self.size].astype(np.uint8), bitorder="little")
             selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bits))
         if isinstance(self.index, faiss.IndexHNSW):
@@ -109,15 +111,6 @@ class VectorIndex:
         return cls(faiss.read_index(str(path)))
 
 
-def _top(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of ``rows`` by ``scores``, best first."""
-    if len(rows) > k:
-        best = np.argpartition(-scores, k - 1)[:k]
-        rows, scores = rows[best], scores[best]
-    order = np.argsort(-scores, kind="stable")
-    return rows[order].astype(np.int64), scores[order].astype(np.float32)
-
-
 def query_threads() -> None:
     """One thread for torch and faiss: one short query is fastest that way, and a
     server runs one query per worker thread or process."""
@@ -141,23 +134,18 @@ class QueryEncoder:
         self.model = sentence_model("cpu", model_path)
         if int8:
             self.model = _quantized(self.model)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: LRUCache[str, np.ndarray] = LRUCache(QUERY_CACHE)
 
     def encode(self, text: str) -> np.ndarray:
+        return self._cache.get(text, self._encode)
+
+    def _encode(self, text: str) -> np.ndarray:
         import torch
 
-        hit = self._cache.get(text)
-        if hit is not None:
-            self._cache.move_to_end(text)
-            return hit
         with torch.inference_mode():
             features = self.model.preprocess([text])
             vector = self.model.forward(features)["sentence_embedding"][0]
-            vector = torch.nn.functional.normalize(vector, dim=-1).numpy().astype(np.float32)
-        self._cache[text] = vector
-        if len(self._cache) > QUERY_CACHE:
-            self._cache.popitem(last=False)
-        return vector
+            return torch.nn.functional.normalize(vector, dim=-1).numpy().astype(np.float32)
 
 
 def _quantized(model):
