@@ -8,6 +8,7 @@ import json
 import shutil
 from collections import Counter
 
+import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
@@ -321,6 +322,12 @@ def test_ranker_learns_from_click_logs(store, index_dir, tmp_path):
     after = evaluate_search(lambda q: engine.ranked_ids(q), judgments)
     assert after["NDCG@10"] > before["NDCG@10"]  # it learnt the training queries' clicks
     assert engine.search(_noun(store, 0)).hits
+    # A model from a version with other features is a clear error, not a wrong order.
+    rng = np.random.default_rng(0)
+    data = lightgbm.Dataset(rng.random((50, 3)), rng.random(50))
+    lightgbm.train({"verbosity": -1}, data, 2).save_model(str(folder / "ranker.txt"))
+    with pytest.raises(ShopsenseError, match="retrain it"):
+        SearchEngine(folder, semantic=False)
 
 
 def test_evaluate_search_on_judgments(lexical, store):

@@ -26,7 +26,7 @@ from shopsense.search.evaluate import Judgments
 if TYPE_CHECKING:
     from shopsense.search.engine import Candidates, QueryPlan, SearchEngine
 
-FEATURES = (
+BASE_FEATURES = (
     "bm25",
     "bm25_relative",
     "bm25_reciprocal_rank",
@@ -57,6 +57,19 @@ FEATURES = (
     "price",
     "search_clicks",
 )
+# Features a tree model cannot put in context on its own: each is also given
+# against the query's leading candidates (below their best, in their standard
+# deviations, and their best), because "0.6 cosine" is strong for one query and
+# weak for another.
+IN_CONTEXT = tuple(
+    n
+    for n in BASE_FEATURES
+    if n not in {"bm25_relative", "cosine_relative", "fused_reciprocal_rank", "query_terms"}
+)
+FEATURES = BASE_FEATURES + tuple(
+    f"{n}_{suffix}" for suffix in ("below_best", "z", "best") for n in IN_CONTEXT
+)
+CONTEXT = 50  # leading candidates the per-query context is taken over
 GRADE_STEPS = 3  # labels are round((grade - 1) * 3): 0..6 on a 1..3 scale
 TITLE_CACHE = 200_000
 NUMBER = re.compile(r"^\d")
@@ -182,6 +195,8 @@ class Ranker:
         price = engine.catalog.price[rows]
         out[:, col["price"]] = np.where(np.isfinite(price), np.log1p(np.maximum(price, 0)), -1.0)
         out[:, col["search_clicks"]] = np.log1p(engine.catalog.search_clicks[rows])
+        if n:
+            _in_context(out, col)
         return out
 
     def _term_features(
@@ -259,7 +274,16 @@ class Ranker:
     def load(cls, path: Path) -> Ranker:
         import lightgbm
 
-        return cls(lightgbm.Booster(model_file=str(path)))
+        try:
+            booster = lightgbm.Booster(model_file=str(path))
+        except lightgbm.basic.LightGBMError as e:
+            raise ShopsenseError(f"{path} is not a LightGBM model: {e}") from None
+        if booster.num_feature() != len(FEATURES):
+            raise ShopsenseError(
+                f"{path} was trained on {booster.num_feature()} features and this version "
+                f"computes {len(FEATURES)}: retrain it with `shopsense train-ranker`"
+            )
+        return cls(booster)
 
 
 def _character_features(
@@ -283,6 +307,19 @@ def _character_features(
     joined = query.replace(" ", "")
     if joined:
         out[:, col["joined_query_in_title"]] = [joined in t.letters for t in titles]
+
+
+def _in_context(out: np.ndarray, col: dict[str, int]) -> None:
+    """The ``IN_CONTEXT`` features against the first ``CONTEXT`` candidates
+    (fused order): below their best, in their standard deviations, their best."""
+    k = len(IN_CONTEXT)
+    base = out[:, [col[n] for n in IN_CONTEXT]]
+    lead = base[:CONTEXT]
+    best = lead.max(axis=0)
+    start = col[f"{IN_CONTEXT[0]}_below_best"]
+    out[:, start : start + k] = base - best
+    out[:, start + k : start + 2 * k] = (base - lead.mean(axis=0)) / (lead.std(axis=0) + 1e-6)
+    out[:, start + 2 * k : start + 3 * k] = best
 
 
 def _head(found: Candidates, depth: int) -> Candidates:
