@@ -167,8 +167,7 @@ def latency(
     texts = list(dict.fromkeys(texts))
     for text in texts[:20]:
         engine.search(text)
-    if engine.encoder is not None:
-        engine.encoder._cache.clear()
+    engine.clear_caches()
     times = []
     for text, chosen in zip(texts[20:], filters[20:], strict=False):
         started = time.perf_counter()

@@ -260,6 +260,7 @@ def test_incremental_updates(store, tmp_path):
         {"item_id": ["n1"], "title": ["Zorblax quantum kettle"], "brand": ["Zorb"], "price": [9.5]}
     )
     before = engine.analyze("zorblax")  # planned (and cached) before the word exists
+    assert engine.search("zorblax").total == 0  # a result page cached before the item exists
     engine.upsert(new)
     assert engine.search("zorblax").hits[0].item_id == "n1"
     assert engine.analyze("zorblax") is not before  # the change dropped the cached plan
@@ -275,6 +276,23 @@ def test_incremental_updates(store, tmp_path):
     assert "n1" not in {h.item_id for h in reopened.search("quantum kettle", per_page=100).hits}
     assert SearchEngine(out, semantic=False).search("plimbo").total == 0
     assert "n1" not in {h.item_id for h in SearchEngine(out).search("plimbo kettle").hits}
+
+
+def test_anonymous_result_pages_are_cached_until_anything_changes(lexical, store):
+    query = _noun(store, 0)
+    first, again = lexical.search(query), lexical.search(query)
+    assert again.from_cache and [h.item_id for h in again.hits] == [h.item_id for h in first.hits]
+    assert again.request_id != first.request_id  # each answer is still its own request
+    assert not lexical.search(query, page=2).from_cache
+    assert not lexical.search(query, user_id="u1").from_cache  # personal pages are not shared
+    assert not lexical.search(query, user_id="u1").from_cache
+    lexical.settings.title_boost += 1.0
+    try:
+        assert not lexical.search(query).from_cache  # a changed setting is a new page
+    finally:
+        lexical.settings.title_boost -= 1.0
+    lexical.clear_caches()
+    assert not lexical.search(query).from_cache
 
 
 def test_index_folder_is_never_overwritten(store, index_dir):

@@ -110,6 +110,9 @@ def test_search_filters_facets_and_suggest(client, store):
     assert body["hits"] and all(h["brand"] == brand for h in body["hits"])
     brands = {f["value"] for f in body["facets"]["brand"]}
     assert brand in brands and len(brands) > 1  # disjunctive: other brands still counted
+    again = client.get("/search", params={"q": title, "brand": [brand], "per_page": 5}).json()
+    assert again["from_cache"] and again["hits"] == body["hits"]
+    assert 'shopsense_search_cache_total{result="hit"}' in client.get("/metrics").text
     assert client.get("/suggest", params={"q": word[:3]}).json()
     bad = client.get("/search", params={"q": "x", "sort": "cheapest"})
     assert bad.status_code == 422 and "sort" in bad.text

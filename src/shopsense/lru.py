@@ -29,6 +29,9 @@ class LRUCache(Generic[K, V]):
             self._items.move_to_end(key)
         return value
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
     def clear(self) -> None:
         self._items.clear()
 

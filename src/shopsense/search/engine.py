@@ -17,7 +17,7 @@ import json
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ from shopsense.search.typo import Vocabulary
 SORTS = ("relevance", "price_asc", "price_desc", "popularity", "newest")
 MAX_PER_PAGE = 100
 PLAN_CACHE = 4096
+# Whole anonymous results pages; a store's frequent queries repeat, and each
+# costs retrieval, the ranker and facets.
+RESULT_CACHE = 2048
 HIGHLIGHT = re.compile(r"[\u3400-\u9fff]+|[^\W_]+", re.UNICODE)
 
 
@@ -149,6 +152,7 @@ class SearchResults:
     did_you_mean: str | None
     request_id: str
     took_ms: float
+    from_cache: bool = False  # answered from the cache of anonymous searches
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,6 +187,7 @@ class SearchEngine:
         self.log_path: Path | None = None
         self._synonyms = self.settings.synonym_map()
         self._plans: LRUCache[str, QueryPlan] = LRUCache(PLAN_CACHE)
+        self._results: LRUCache[tuple, SearchResults] = LRUCache(RESULT_CACHE)
 
     # ------------------------------------------------------------- analysis
     def analyze(self, query: str) -> QueryPlan:
@@ -277,6 +282,41 @@ class SearchEngine:
             raise ShopsenseError(f"page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}")
         filters = Filters.parse(filters)
         query = query.strip()
+
+        def answer(_: object = None) -> SearchResults:
+            return self._answer(
+                query, filters, sort, page, per_page, user_id, personalization, facets
+            )
+
+        if user_id is None:  # anonymous: the same request, the same page
+            key = (query, repr(filters), sort, page, per_page, facets)
+            key += (self.ranker, repr(self.settings))  # either may be swapped in place
+            cached = key in self._results
+            page_of = self._results.get(key, answer)
+        else:
+            cached, page_of = False, answer()
+        results = replace(
+            page_of,
+            hits=list(page_of.hits),
+            request_id=uuid.uuid4().hex,
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+            from_cache=cached,
+        )
+        if self.log_path is not None:
+            self._log(results, user_id)
+        return results
+
+    def _answer(
+        self,
+        query: str,
+        filters: Filters,
+        sort: str,
+        page: int,
+        per_page: int,
+        user_id: str | None,
+        personalization: float | None,
+        facets: bool,
+    ) -> SearchResults:
         plan = self.analyze(query)
         if query:
             found = self._query(plan, filters, user_id, personalization, sort)
@@ -292,7 +332,7 @@ class SearchEngine:
         start = (page - 1) * per_page
         shown = rows[start : start + per_page]
         hits = self._hits(shown, score[start : start + per_page], plan)
-        results = SearchResults(
+        return SearchResults(
             query=query,
             hits=hits,
             total=len(rows),
@@ -300,12 +340,9 @@ class SearchEngine:
             per_page=per_page,
             facets=self.catalog.facets(facet_rows, filters) if facets else {},
             did_you_mean=plan.did_you_mean,
-            request_id=uuid.uuid4().hex,
-            took_ms=round((time.perf_counter() - started) * 1000, 3),
+            request_id="",
+            took_ms=0.0,
         )
-        if self.log_path is not None:
-            self._log(results, user_id)
-        return results
 
     def ranked_ids(self, query: str, limit: int = 100) -> list[str]:
         """Item ids of the best ``limit`` results by relevance (for evaluation)."""
@@ -433,10 +470,18 @@ class SearchEngine:
         queries = json.loads((self.folder / "queries.json").read_text(encoding="utf-8"))
         self.suggester = _suggester(self.catalog, queries)
 
+    def clear_caches(self) -> None:
+        """Forget query plans, result pages and query encodings (after a change
+        to the index, or to time queries cold)."""
+        self._plans.clear()
+        self._results.clear()
+        if self.encoder is not None:
+            self.encoder.clear_cache()
+
     def _save(self) -> None:
         """Every change to the index ends here: write it, and forget the query
-        plans made against the old vocabulary."""
-        self._plans.clear()
+        plans made against the old vocabulary and the results of the old catalogue."""
+        self.clear_caches()
         self.catalog.save(self.folder)
         self.vocabulary.save(self.folder / "vocabulary.json")
         self.suggester.save(self.folder / "suggest.json")

@@ -139,6 +139,9 @@ class QueryEncoder:
     def encode(self, text: str) -> np.ndarray:
         return self._cache.get(text, self._encode)
 
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
     def _encode(self, text: str) -> np.ndarray:
         import torch
 

@@ -94,6 +94,10 @@ class SearchResponse(BaseModel):
     facets: dict[str, list[FacetValue]]
     did_you_mean: str | None
     took_ms: float
+    from_cache: bool = Field(
+        description="answered from the cache of recent anonymous searches (dropped on any "
+        "catalogue change)"
+    )
 
 
 class SuggestionOut(BaseModel):
@@ -363,6 +367,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 found.profiles.remember(user_id, pd.DataFrame([asdict(s) for s in steps]))
         with service.search_lock:
             results = found.search(q, filters, sort, page, per_page, user_id=user_id)
+        service.metrics.search_answered(results.from_cache)
         if user_id is not None and q.strip():
             service.store.append_events(
                 [

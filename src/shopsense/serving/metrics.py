@@ -32,12 +32,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._search_cache = Counter(
+            "shopsense_search_cache",
+            "Searches by whether the result cache answered them (hit) or not (miss).",
+            ["result"],
+            registry=self.registry,
+        )
+
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self._requests.labels(endpoint, method, str(status)).inc()
         self._latency.labels(endpoint).observe(seconds)
 
     def events_accepted(self, n: int) -> None:
         self._events.inc(n)
+
+    def search_answered(self, from_cache: bool) -> None:
+        self._search_cache.labels("hit" if from_cache else "miss").inc()
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
