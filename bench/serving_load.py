@@ -7,8 +7,8 @@ runs in hybrid mode on loopback, and a load generator in this process (one
 asyncio loop, persistent HTTP/1.1 connections, minimal parsing so it takes
 little of the CPU it shares with the server) holds a fixed number of
 requests in flight. Reports requests (or events) per second, p50/p99 latency
-(searches drawn from the store's query log with its frequencies, and each
-distinct query in turn, which the result cache cannot help; users uniformly)
+(searches drawn from the store's query log with its frequencies, and a cold
+pass first: each distinct query once with the result cache empty; users uniformly)
 and the concurrency for ``/recommendations``, ``/search`` and ``/events``,
 and the resident memory of the serving processes.
 """
