@@ -1,5 +1,7 @@
 """Content features in a recommender, and cold start for new items and new users."""
 
+import atexit
+import shutil
 import tempfile
 
 import numpy as np
@@ -12,6 +14,7 @@ from shopsense.models.registry import load_model
 from tests.recommender_contract import RecommenderContract
 
 EMBEDDING_CACHE = tempfile.mkdtemp(prefix="shopsense-embeddings-")
+atexit.register(shutil.rmtree, EMBEDDING_CACHE, ignore_errors=True)
 
 
 class TestContentTfidf(RecommenderContract):

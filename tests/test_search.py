@@ -429,6 +429,17 @@ def test_search_cli_rejects_bad_filters(capsys, index_dir):
     assert code == 1 and "longer than" in err
 
 
+def test_query_encoder_gives_the_sentence_models_own_vectors():
+    """The traced transformer is only faster: any query length, the same vector."""
+    from shopsense.search.semantic import QueryEncoder
+
+    encoder = QueryEncoder()
+    queries = ["lamp", "华为手机 case", "a blue cotton shirt for summer evenings", "word " * 400]
+    expected = encoder.model.encode(queries, normalize_embeddings=True)
+    for query, vector in zip(queries, expected, strict=True):
+        assert encoder.encode(query) @ vector > 0.9999
+
+
 def test_encoder_fine_tuning_moves_queries_toward_their_products(store, tmp_path):
     from shopsense.search.finetune import finetune_encoder, model_tag, training_pairs
     from shopsense.search.semantic import QueryEncoder
