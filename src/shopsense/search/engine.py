@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shopsense.concurrency import SharedLock
 from shopsense.errors import ShopsenseError
 from shopsense.lru import LRUCache
 from shopsense.search.analysis import MAX_QUERY_CHARS, segment, stem, words
@@ -188,6 +189,7 @@ class SearchEngine:
         self._synonyms = self.settings.synonym_map()
         self._plans: LRUCache[str, QueryPlan] = LRUCache(PLAN_CACHE)
         self._results: LRUCache[tuple, SearchResults] = LRUCache(RESULT_CACHE)
+        self._changes = SharedLock()  # searches share it; upserts and deletes hold it alone
 
     # ------------------------------------------------------------- analysis
     def analyze(self, query: str) -> QueryPlan:
@@ -288,13 +290,14 @@ class SearchEngine:
                 query, filters, sort, page, per_page, user_id, personalization, facets
             )
 
-        if user_id is None:  # anonymous: the same request, the same page
-            key = (query, repr(filters), sort, page, per_page, facets)
-            key += (self.ranker, repr(self.settings))  # either may be swapped in place
-            cached = key in self._results
-            page_of = self._results.get(key, answer)
-        else:
-            cached, page_of = False, answer()
+        with self._changes.shared():
+            if user_id is None:  # anonymous: the same request, the same page
+                key = (query, repr(filters), sort, page, per_page, facets)
+                key += (self.ranker, repr(self.settings))  # either may be swapped in place
+                cached = key in self._results
+                page_of = self._results.get(key, answer)
+            else:
+                cached, page_of = False, answer()
         results = replace(
             page_of,
             hits=list(page_of.hits),
@@ -346,7 +349,9 @@ class SearchEngine:
 
     def ranked_ids(self, query: str, limit: int = 100) -> list[str]:
         """Item ids of the best ``limit`` results by relevance (for evaluation)."""
-        rows, _, _ = self._query(self.analyze(query.strip()), Filters(), None, 0.0, "relevance")
+        with self._changes.shared():
+            plan = self.analyze(query.strip())
+            rows, _, _ = self._query(plan, Filters(), None, 0.0, "relevance")
         return self.catalog.strings("item_id", rows[:limit]).tolist()
 
     def _query(
@@ -428,42 +433,47 @@ class SearchEngine:
     def suggest(self, prefix: str, k: int = 10) -> list[Suggestion]:
         if not isinstance(prefix, str) or len(prefix) > MAX_QUERY_CHARS:
             raise ShopsenseError(f"a prefix is text of at most {MAX_QUERY_CHARS} characters")
-        return self.suggester.suggest(prefix, k)
+        with self._changes.shared():
+            return self.suggester.suggest(prefix, k)
 
     # ------------------------------------------------------------- changes
     def upsert(self, items: pd.DataFrame, progress: bool = False) -> int:
         """Add or replace items without rebuilding the index; returns how many."""
-        new_rows, old_rows = self.catalog.append(items)
-        if len(old_rows):
-            self.lexical.delete(old_rows)
-        self.lexical.add(self.catalog, new_rows)
-        if self.vectors is not None:
-            self.vectors.add(_embed(self.catalog, new_rows, self.folder, self.settings, progress))
-        self.vocabulary.update(_documents(self.catalog, new_rows))
-        self._refresh_suggestions()
-        self._save()
+        with self._changes.exclusive():
+            new_rows, old_rows = self.catalog.append(items)
+            if len(old_rows):
+                self.lexical.delete(old_rows)
+            self.lexical.add(self.catalog, new_rows)
+            if self.vectors is not None:
+                vectors = _embed(self.catalog, new_rows, self.folder, self.settings, progress)
+                self.vectors.add(vectors)
+            self.vocabulary.update(_documents(self.catalog, new_rows))
+            self._refresh_suggestions()
+            self._save()
         return len(new_rows)
 
     def use_encoder(self, model_path: str | None, progress: bool = False) -> None:
         """Switch to another sentence encoder (e.g. one fine-tuned on this
         store's queries): every item is embedded again with it."""
-        self.settings.model_path = model_path
-        rows = np.arange(self.catalog.n_rows)
-        vectors = VectorIndex.create(self.catalog.n_rows, self.settings.hnsw_above)
-        vectors.add(_embed(self.catalog, rows, self.folder, self.settings, progress))
-        self.vectors = vectors
-        self.encoder = QueryEncoder(model_path, self.settings.int8_queries)
-        self._save()
+        with self._changes.exclusive():
+            self.settings.model_path = model_path
+            rows = np.arange(self.catalog.n_rows)
+            vectors = VectorIndex.create(self.catalog.n_rows, self.settings.hnsw_above)
+            vectors.add(_embed(self.catalog, rows, self.folder, self.settings, progress))
+            self.vectors = vectors
+            self.encoder = QueryEncoder(model_path, self.settings.int8_queries)
+            self._save()
         (self.folder / "settings.json").write_text(
             json.dumps(asdict(self.settings), indent=2), encoding="utf-8"
         )
 
     def delete(self, item_ids: list[str]) -> int:
-        rows = self.catalog.delete([str(i) for i in item_ids])
-        if len(rows):
-            self.lexical.delete(rows)
-            self._refresh_suggestions()
-            self._save()
+        with self._changes.exclusive():
+            rows = self.catalog.delete([str(i) for i in item_ids])
+            if len(rows):
+                self.lexical.delete(rows)
+                self._refresh_suggestions()
+                self._save()
         return len(rows)
 
     def _refresh_suggestions(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -124,6 +125,7 @@ class Ranker:
     def __init__(self, booster) -> None:
         self.booster = booster
         self._term_ids: dict[str, int] = {}
+        self._new_terms = threading.Lock()  # two threads must not number two terms alike
         self._titles: LRUCache[int, TitleInfo] = LRUCache(TITLE_CACHE)
         self._labels: dict[str, frozenset[str]] = {}
 
@@ -131,9 +133,10 @@ class Ranker:
     def _ids(self, words: list[str] | tuple[str, ...], add: bool = False) -> np.ndarray:
         """Term ids; unknown terms get -1 (matching nothing) unless ``add``."""
         if add:
-            return np.array(
-                [self._term_ids.setdefault(w, len(self._term_ids)) for w in words], np.int64
-            )
+            with self._new_terms:
+                return np.array(
+                    [self._term_ids.setdefault(w, len(self._term_ids)) for w in words], np.int64
+                )
         return np.array([self._term_ids.get(w, -1) for w in words], np.int64)
 
     def _title(self, title: str) -> TitleInfo:

@@ -184,7 +184,6 @@ class Service:
 
             query_threads()
             self.engine = SearchEngine(settings.index)
-        self.search_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self.catalog_ids = set(self.dataset.items["item_id"].astype(str))
         self.metrics = Metrics()
@@ -365,8 +364,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             steps = service.store.recent(user_id)
             if steps:
                 found.profiles.remember(user_id, pd.DataFrame([asdict(s) for s in steps]))
-        with service.search_lock:
-            results = found.search(q, filters, sort, page, per_page, user_id=user_id)
+        results = found.search(q, filters, sort, page, per_page, user_id=user_id)
         service.metrics.search_answered(results.from_cache)
         if user_id is not None and q.strip():
             service.store.append_events(
@@ -391,8 +389,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         k: Annotated[int, Query(ge=1, le=20)] = 8,
     ) -> list[SuggestionOut]:
         found = engine()
-        with service.search_lock:
-            return [SuggestionOut(**asdict(s)) for s in found.suggest(q, k)]
+        return [SuggestionOut(**asdict(s)) for s in found.suggest(q, k)]
 
     # ------------------------------------------------------------- events
     @app.post("/events", response_model=EventsAccepted)
@@ -430,8 +427,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         next model version)."""
         frame = pd.DataFrame([i.model_dump() for i in items])
         if len(frame) and service.engine is not None:
-            with service.search_lock:
-                service.engine.upsert(frame)
+            service.engine.upsert(frame)
         service.catalog_ids.update(frame["item_id"] if len(frame) else [])
         return ItemsUpserted(upserted=len(frame))
 
