@@ -56,6 +56,8 @@ async def _request(reader, writer, method: str, path: str, body: bytes | None) -
     writer.write(head.encode() + b"\r\n" + (body or b""))
     await writer.drain()
     status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("the server closed the connection")
     length = 0
     while True:
         line = await reader.readline()
@@ -109,19 +111,27 @@ async def _load_at_rate(
     when none is idle). Latency counts from when a request was due, so a server
     that falls behind shows it (no coordinated omission, as in wrk2)."""
     idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(16)]
-    opened = len(idle)
+    opened = len(idle)  # connections opened in all
     latencies: list[float] = []
     failures = ok = cached = 0
 
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        nonlocal opened
+        opened += 1
+        return await asyncio.open_connection("127.0.0.1", port)
+
     async def one(turn: int, due: float) -> None:
-        nonlocal failures, ok, cached, opened
-        if idle:
-            connection = idle.pop()
-        else:
-            connection = await asyncio.open_connection("127.0.0.1", port)
-            opened += 1
+        nonlocal failures, ok, cached
+        connection = idle.pop() if idle else await connect()
         method, path, body = requests[turn % len(requests)]
-        status, hit = await _request(*connection, method, path, body)
+        try:
+            status, hit = await _request(*connection, method, path, body)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            # A pooled connection the server closed while it sat idle (keep-alive
+            # timeout): as an HTTP client's pool does, retry once on a new one.
+            connection[1].close()
+            connection = await connect()
+            status, hit = await _request(*connection, method, path, body)
         latencies.append(time.perf_counter() - due)
         idle.append(connection)
         cached += hit

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -112,3 +113,55 @@ def test_no_request_makes_the_service_fail(api_schema):
             case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
 
         check()
+
+
+def test_workers_share_the_port_and_the_connections(store_dir, model_dir, tmp_path):
+    """With ``--workers 2`` each worker listens itself, so a burst of clients
+    that connect at once is spread over both (uvicorn's shared socket gave the
+    whole burst to one); SIGTERM stops them all."""
+    import psutil
+
+    port = free_port()
+    server = start_server(store_dir, model_dir, tmp_path / "state.db", port, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the second worker may start listening later than the first
+            children = psutil.Process(server.pid).children()
+            workers = [c for c in children if _listening(c, port)]
+            if len(workers) == 2:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        burst = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+        while True:  # until the workers have accepted them all
+            held = [sum(c.status == "ESTABLISHED" for c in w.net_connections()) for w in workers]
+            if sum(held) == 16 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for connection in burst:
+            connection.close()
+        assert sum(held) == 16 and min(held) > 0
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+def _listening(process, port: int) -> bool:
+    return any(c.status == "LISTEN" and c.laddr.port == port for c in process.net_connections())
+
+
+def test_serve_refuses_what_it_cannot_serve_before_starting(store_dir, model_dir, tmp_path, capsys):
+    from tests.test_cli import run
+
+    base = ("serve", "--data", str(store_dir), "--models", str(model_dir))
+    code, _, err = run(capsys, *base, "--api-key-file", str(tmp_path / "missing"))
+    assert code == 1 and "API key file" in err and "not found" in err
+    code, _, err = run(capsys, *base, "--workers", "2", "--port", "0")
+    assert code == 1 and "fixed --port" in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, _, err = run(capsys, *base, "--workers", "2", "--port", port)
+    assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err

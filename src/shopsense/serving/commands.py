@@ -10,6 +10,7 @@ import click
 
 from shopsense.errors import ShopsenseError
 from shopsense.serving.recommendations import MODES, ModelBundle, model_versions
+from shopsense.serving.workers import APP, serve_workers, spreads_connections
 
 DEFAULT_STATE = "shopsense-state/state.db"
 DATA_OPTION = click.option(
@@ -37,7 +38,13 @@ STATE_OPTION = click.option(
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes; each listens on the port and the kernel spreads connections.",
+)
 @click.option(
     "--api-key-file",
     type=click.Path(path_type=Path),
@@ -72,16 +79,14 @@ def serve(
     if index is not None:
         os.environ["SHOPSENSE_INDEX"] = str(index.resolve())
     if api_key_file is not None:
+        if not api_key_file.is_file():
+            raise ShopsenseError(f"API key file {api_key_file} not found")
         os.environ["SHOPSENSE_API_KEY_FILE"] = str(api_key_file.resolve())
     click.echo(f"storefront: http://{host}:{port}/   API docs: http://{host}:{port}/docs")
-    uvicorn.run(
-        "shopsense.serving.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-    )
+    if workers > 1 and spreads_connections():
+        serve_workers(host, port, workers)
+        return
+    uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, log_level="warning")
 
 
 @click.command()
