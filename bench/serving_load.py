@@ -319,7 +319,7 @@ def _wait_ready(port: int) -> None:
 def _print(out: dict) -> None:
     e = out["events"]
     print(
-        f"service, {out['users']:,} users × {out['items']:,} items, 2 uvicorn workers, "
+        f"service, {out['users']:,} users × {out['items']:,} items, 2 workers, "
         f"hybrid mode, load generator on the same machine:"
     )
     for name, what, bar in (
@@ -330,13 +330,12 @@ def _print(out: dict) -> None:
         ("search_at_rate", "/search, queries at their log frequencies", "the same"),
         (
             "search_distinct_queries",
-            f"/search, each of {out['distinct_queries'] // 2:,} distinct queries once",
+            f"/search, each of {(out['distinct_queries'] + 1) // 2:,} distinct queries once",
             "the same",
         ),
         (
             "search_distinct_queries_at_rate",
-            f"/search, each of the other {out['distinct_queries'] - out['distinct_queries'] // 2:,}"
-            " distinct queries once",
+            f"/search, each of the other {out['distinct_queries'] // 2:,} distinct queries once",
             "the same",
         ),
     ):
