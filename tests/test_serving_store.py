@@ -94,3 +94,18 @@ def test_a_second_connection_sees_the_same_state(state, tmp_path):
 def test_unknown_store_urls_are_a_clear_error():
     with pytest.raises(ShopsenseError, match="unknown store"):
         open_store("mongodb://localhost")
+
+
+def test_sqlite_writes_from_many_threads_all_land_and_a_failed_one_blocks_none(tmp_path):
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = open_store(str(tmp_path / "state.db"))
+    with pytest.raises(sqlite3.Error):  # a value SQLite cannot store: rolled back
+        store.append_events([event("u", "a"), event("u", "b", ts=object())])
+    assert store.event_count() == 0
+    batches = [[event(f"u{t}", f"i{n}") for n in range(50)] for t in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(store.append_events, batches)) == 400
+    assert store.event_count() == 400
+    store.close()
