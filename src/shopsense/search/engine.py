@@ -463,9 +463,9 @@ class SearchEngine:
             self.vectors = vectors
             self.encoder = QueryEncoder(model_path, self.settings.int8_queries)
             self._save()
-        (self.folder / "settings.json").write_text(
-            json.dumps(asdict(self.settings), indent=2), encoding="utf-8"
-        )
+            (self.folder / "settings.json").write_text(
+                json.dumps(asdict(self.settings), indent=2), encoding="utf-8"
+            )
 
     def delete(self, item_ids: list[str]) -> int:
         with self._changes.exclusive():

@@ -139,6 +139,7 @@ class QueryEncoder:
         if int8:
             self.model = _quantized(self.model)
         self._inputs, self._transformer = _traced_transformer(self.model)
+        self._pooling = list(self.model)[1:]  # what follows the transformer: pooling, norm
         self._cache: LRUCache[str, np.ndarray] = LRUCache(QUERY_CACHE)
 
     def encode(self, text: str) -> np.ndarray:
@@ -154,7 +155,7 @@ class QueryEncoder:
             features = self.model.preprocess([text])
             tokens = self._transformer(**{k: features[k] for k in self._inputs})
             features["token_embeddings"] = tokens["last_hidden_state"]
-            for module in list(self.model)[1:]:  # pooling, normalization
+            for module in self._pooling:
                 features = module(features)
             vector = features["sentence_embedding"][0]
             return torch.nn.functional.normalize(vector, dim=-1).numpy().astype(np.float32)
