@@ -15,6 +15,7 @@ import pytest
 
 from shopsense.errors import ShopsenseError
 from shopsense.features.sentence import DIM
+from shopsense.search.analysis import terms
 from shopsense.search.engine import SearchEngine, SearchSettings, build_index
 from shopsense.search.evaluate import (
     Judgments,
@@ -25,6 +26,7 @@ from shopsense.search.evaluate import (
 )
 from shopsense.search.ranker import judgments_from_events, train_ranker
 from shopsense.search.semantic import VectorIndex
+from shopsense.search.titles import TitleTermIndex
 from shopsense.search.typo import Vocabulary
 
 
@@ -278,6 +280,31 @@ def test_incremental_updates(store, tmp_path):
     assert "n1" not in {h.item_id for h in SearchEngine(out).search("plimbo kettle").hits}
 
 
+def test_title_terms_are_analysed_when_indexed_and_follow_upserts(store, tmp_path):
+    out = tmp_path / "index"
+    engine = build_index(store.items.head(50), out, semantic=False)
+    catalog = engine.catalog
+    built = catalog.title_index
+    replaced = str(catalog.items["item_id"].iloc[0])
+    titles = ["华为手机 Zorblax kettles", "2x4 Boards"]
+    new = pd.DataFrame({"item_id": ["n1", replaced], "title": titles})
+    engine.upsert(new)
+    assert catalog.title_index is built  # extended, not built again
+    names = np.array(list(built.vocabulary))  # ids number the terms in the order first seen
+    rows = np.random.default_rng(0).permutation(catalog.n_rows)
+    ids, lengths = built.gather(rows)
+    found = np.split(names[ids], np.cumsum(lengths)[:-1])
+    expected = [terms(t) for t in catalog.items["title"].to_numpy()[rows]]
+    assert [list(f) for f in found] == expected
+    assert built.distinct[rows].tolist() == [len(set(e)) for e in expected]
+    assert "华为" in found[list(rows).index(catalog.n_rows - 2)]
+    assert built.ids_of(["kettl", "no-such-term"]).tolist() == [built.vocabulary["kettl"], -1]
+    reopened = SearchEngine(out, semantic=False).catalog
+    assert reopened.items["title_terms"].tolist() == catalog.items["title_terms"].tolist()
+    fresh = TitleTermIndex(reopened.items["title_terms"])
+    assert np.array_equal(names[fresh.gather(rows)[0]], names[ids])
+
+
 def test_anonymous_result_pages_are_cached_until_anything_changes(lexical, store):
     query = _noun(store, 0)
     first, again = lexical.search(query), lexical.search(query)
@@ -337,6 +364,8 @@ def test_ranker_learns_from_click_logs(store, index_dir, tmp_path):
     ranker.save(folder / "ranker.txt")
     engine = SearchEngine(folder, semantic=False)
     assert engine.ranker is not None
+    engine.warm()  # what a server does before its first query
+    assert "title_index" in vars(engine.catalog)
     after = evaluate_search(lambda q: engine.ranked_ids(q), judgments)
     assert after["NDCG@10"] > before["NDCG@10"]  # it learnt the training queries' clicks
     assert engine.search(_noun(store, 0)).hits

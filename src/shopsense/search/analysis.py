@@ -10,7 +10,7 @@ a compound, so the query 手机 finds 华为手机.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from shopsense.features.text import CJK, jieba_tokenizer
 
@@ -51,6 +51,8 @@ def words(text: str, for_index: bool = False) -> list[str]:
     return _analyzer(False).analyze(segment(text, for_index))
 
 
+@lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
+    """The index term of one word; cached, as highlighting stems every shown title's words."""
     out = _analyzer(True).analyze(word)
     return out[0] if out else word

@@ -21,6 +21,8 @@ import pyarrow as pa
 
 from shopsense.data.schema import CATEGORY_SEP
 from shopsense.errors import ShopsenseError
+from shopsense.search.analysis import terms
+from shopsense.search.titles import TitleTermIndex
 
 PRICE_EDGES = (0.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 FACET_SIZE = 30
@@ -149,6 +151,8 @@ class Catalog:
         self.items = items.reset_index(drop=True)
         if "deleted" not in self.items:
             self.items["deleted"] = False
+        if "title_terms" not in self.items:  # an index written before the column existed
+            self.items["title_terms"] = _title_terms(self.items["title"])
         self._refresh()
 
     def _refresh(self) -> None:
@@ -180,6 +184,12 @@ class Catalog:
                 [prefixes.setdefault(p, len(prefixes)) for p in category_prefixes(str(name))]
             )
         return codes.astype(np.int32), list(prefixes), per_path, prefixes
+
+    @cached_property
+    def title_index(self) -> TitleTermIndex:
+        """Title term ids by row for the ranker; rows only ever append, so an
+        append extends it instead of building it again."""
+        return TitleTermIndex(self.items["title_terms"])
 
     @cached_property
     def attribute_cache(self) -> dict[str, np.ndarray]:
@@ -279,8 +289,11 @@ class Catalog:
         old = np.array([self.row_of[i] for i in items["item_id"] if i in self.row_of], np.int64)
         self.items.loc[old, "deleted"] = True
         items["deleted"] = False
+        items["title_terms"] = _title_terms(items["title"])
         start = len(self.items)
         self.items = pd.concat([self.items, items], ignore_index=True) if start else items
+        if "title_index" in self.__dict__:
+            self.title_index.extend(items["title_terms"])
         self._refresh()
         return np.arange(start, len(self.items)), old
 
@@ -297,6 +310,11 @@ class Catalog:
     @classmethod
     def load(cls, folder: Path) -> Catalog:
         return cls(pd.read_parquet(folder / "catalog.parquet"))
+
+
+def _title_terms(titles: pd.Series) -> list[str]:
+    """Each title's index terms joined by spaces: analysed once, when indexed."""
+    return [" ".join(terms(t)) for t in titles]
 
 
 def _top(names: list[str], counts: np.ndarray) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ import pandas as pd
 
 from shopsense.concurrency import SharedLock
 from shopsense.errors import ShopsenseError
+from shopsense.features.text import CJK, jieba_tokenizer
 from shopsense.lru import LRUCache
 from shopsense.search.analysis import MAX_QUERY_CHARS, segment, stem, words
 from shopsense.search.catalog import Catalog, Filters, canonical_catalog
@@ -190,6 +191,19 @@ class SearchEngine:
         self._plans: LRUCache[str, QueryPlan] = LRUCache(PLAN_CACHE)
         self._results: LRUCache[tuple, SearchResults] = LRUCache(RESULT_CACHE)
         self._changes = SharedLock()  # searches share it; upserts and deletes hold it alone
+
+    def warm(self) -> None:
+        """Do now what a server's first queries would otherwise wait for: the
+        traced encoder's first runs (TorchScript optimizes on them), jieba's
+        dictionary where the catalogue has Chinese (most of a second), the
+        ranker's title terms."""
+        if self.encoder is not None:
+            for text in ("warm up", "warm up the query encoder"):
+                self.encoder.encode(text)
+        if self.ranker is not None:
+            _ = self.catalog.title_index
+        if self.catalog.items["title"].str.contains(CJK.pattern).any():
+            jieba_tokenizer()
 
     # ------------------------------------------------------------- analysis
     def analyze(self, query: str) -> QueryPlan:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import itertools
 import re
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from shopsense.errors import ShopsenseError
-from shopsense.lru import LRUCache
 from shopsense.search.analysis import terms
 from shopsense.search.catalog import Filters
 from shopsense.search.evaluate import Judgments
@@ -72,31 +70,20 @@ FEATURES = BASE_FEATURES + tuple(
 )
 CONTEXT = 50  # leading candidates the per-query context is taken over
 GRADE_STEPS = 3  # labels are round((grade - 1) * 3): 0..6 on a 1..3 scale
-TITLE_CACHE = 200_000
 NUMBER = re.compile(r"^\d")
-
-
-class TitleInfo(NamedTuple):
-    """What the features need of one title, computed once per catalog row."""
-
-    ids: np.ndarray  # term ids in title order
-    distinct: int  # how many different terms
-    joined: str  # the terms joined by spaces
-    processed: str  # lower-cased, punctuation to spaces (rapidfuzz's default_process)
-    letters: str  # ``processed`` without spaces
 
 
 class TitleTerms:
     """Candidates' title terms as integer ids, so a query's term matches over
     all candidates are a few array operations instead of a loop per item."""
 
-    def __init__(self, titles: list[np.ndarray]) -> None:
-        self.n = len(titles)
-        self.lengths = np.array([len(t) for t in titles], np.int64)
-        self.ids = np.concatenate(titles) if titles else np.empty(0, np.int64)
-        self.owner = np.repeat(np.arange(self.n), self.lengths)
-        starts = np.concatenate(([0], np.cumsum(self.lengths)[:-1]))
-        self.position = np.arange(len(self.ids)) - starts[self.owner]
+    def __init__(self, ids: np.ndarray, lengths: np.ndarray) -> None:
+        self.n = len(lengths)
+        self.lengths = lengths
+        self.ids = ids
+        self.owner = np.repeat(np.arange(self.n), lengths)
+        starts = np.cumsum(lengths) - lengths
+        self.position = np.arange(len(ids)) - starts[self.owner]
 
     def present(self, term_ids: np.ndarray, within: int | None = None) -> np.ndarray:
         """(candidates × terms): which title has each term (in its first ``within``)."""
@@ -124,34 +111,9 @@ class TitleTerms:
 class Ranker:
     def __init__(self, booster) -> None:
         self.booster = booster
-        self._term_ids: dict[str, int] = {}
-        self._new_terms = threading.Lock()  # two threads must not number two terms alike
-        self._titles: LRUCache[int, TitleInfo] = LRUCache(TITLE_CACHE)
         self._labels: dict[str, frozenset[str]] = {}
 
     # ------------------------------------------------------------- features
-    def _ids(self, words: list[str] | tuple[str, ...], add: bool = False) -> np.ndarray:
-        """Term ids; unknown terms get -1 (matching nothing) unless ``add``."""
-        if add:
-            with self._new_terms:
-                return np.array(
-                    [self._term_ids.setdefault(w, len(self._term_ids)) for w in words], np.int64
-                )
-        return np.array([self._term_ids.get(w, -1) for w in words], np.int64)
-
-    def _title(self, title: str) -> TitleInfo:
-        from rapidfuzz import utils
-
-        found = terms(title)
-        processed = utils.default_process(title)
-        return TitleInfo(
-            self._ids(found, add=True),
-            len(set(found)),
-            " ".join(found),
-            processed,
-            processed.replace(" ", ""),
-        )
-
     def _label_terms(self, label: str) -> frozenset[str]:
         """Terms of a brand or category name; there are few, so all are kept."""
         found = self._labels.get(label)
@@ -187,13 +149,8 @@ class Ranker:
         out[:, col["cosine_relative"]] = cosine - (cosine.max() if n else 0.0)
         out[:, col["fused"]] = found.score
         out[:, col["fused_reciprocal_rank"]] = 1.0 / np.arange(1, n + 1)
-        # Rows are append-only, so a row's title never changes under its cache entry.
-        titles = [
-            self._titles.get(row, lambda _, text=text: self._title(text))
-            for row, text in zip(rows.tolist(), engine.catalog.strings("title", rows), strict=True)
-        ]
-        self._term_features(engine, plan, rows, titles, out, col)
-        _character_features(plan, titles, out, col)
+        self._term_features(engine, plan, rows, out, col)
+        _character_features(plan, engine.catalog.strings("title", rows), out, col)
         out[:, col["popularity"]] = np.log1p(engine.catalog.popularity[rows])
         price = engine.catalog.price[rows]
         out[:, col["price"]] = np.where(np.isfinite(price), np.log1p(np.maximum(price, 0)), -1.0)
@@ -207,21 +164,21 @@ class Ranker:
         engine: SearchEngine,
         plan: QueryPlan,
         rows: np.ndarray,
-        titles: list[TitleInfo],
         out: np.ndarray,
         col: dict[str, int],
     ) -> None:
         """How the query's terms meet each candidate's title, brand and category."""
-        table = TitleTerms([t.ids for t in titles])
+        index = engine.catalog.title_index
+        table = TitleTerms(*index.gather(rows))
         # The plan's terms are distinct; the exact ones (not typo or synonym) come first.
         exact = [t for t, w in plan.terms if w >= 1.0]
         all_terms = {t for t, _ in plan.terms}
-        every = table.present(self._ids(exact + [t for t, w in plan.terms if w < 1.0]))
+        every = table.present(index.ids_of(exact + [t for t, w in plan.terms if w < 1.0]))
         present = every[:, : len(exact)]
         out[:, col["query_terms"]] = len(exact)
         out[:, col["title_terms"]] = table.lengths
         matched_all = every.sum(axis=1)
-        distinct = np.array([t.distinct for t in titles], np.float32)
+        distinct = index.distinct[rows]
         out[:, col["title_share_matched"]] = matched_all / np.maximum(distinct, 1)
         if all_terms:
             out[:, col["title_coverage"]] = matched_all / len(all_terms)
@@ -235,13 +192,14 @@ class Ranker:
             out[:, col["first_term_in_title"]] = present[:, 0]
             out[:, col["last_term_in_title"]] = present[:, -1]
             out[:, col["last_term_early_in_title"]] = table.present(
-                self._ids(exact[-1:]), within=4
+                index.ids_of(exact[-1:]), within=4
             )[:, 0]
             phrase = " ".join(exact)
-            out[:, col["phrase_in_title"]] = [phrase in t.joined for t in titles]
+            joined = engine.catalog.strings("title_terms", rows)
+            out[:, col["phrase_in_title"]] = [phrase in j for j in joined]
             bigrams = sorted(set(itertools.pairwise(exact)))
             if bigrams:
-                pairs = self._ids([w for pair in bigrams for w in pair]).reshape(-1, 2)
+                pairs = index.ids_of([w for pair in bigrams for w in pair]).reshape(-1, 2)
                 out[:, col["bigram_coverage"]] = table.bigrams_matched(pairs) / len(bigrams)
             numbers = [i for i, t in enumerate(exact) if NUMBER.match(t)]
             if numbers:
@@ -290,15 +248,15 @@ class Ranker:
 
 
 def _character_features(
-    plan: QueryPlan, titles: list[TitleInfo], out: np.ndarray, col: dict[str, int]
+    plan: QueryPlan, titles: np.ndarray, out: np.ndarray, col: dict[str, int]
 ) -> None:
     """Letter-level likeness of query and title, which terms miss: "deckover"
     against "Deck Over", "2x4" against "2 in. x 4 in."."""
     from rapidfuzz import fuzz, process, utils
 
-    if not titles:
+    if not len(titles):
         return
-    processed = [t.processed for t in titles]
+    processed = [utils.default_process(t) for t in titles]
     query = utils.default_process(plan.text)
     for name, scorer in (
         ("chars_token_set", fuzz.token_set_ratio),
@@ -309,7 +267,7 @@ def _character_features(
         )
     joined = query.replace(" ", "")
     if joined:
-        out[:, col["joined_query_in_title"]] = [joined in t.letters for t in titles]
+        out[:, col["joined_query_in_title"]] = [joined in t.replace(" ", "") for t in processed]
 
 
 def _in_context(out: np.ndarray, col: dict[str, int]) -> None:
