@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import uuid
+from functools import partial
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from shopsense.models.registry import create_model, load_model
 from shopsense.search.engine import build_index
-from shopsense.serving.app import MAX_EVENTS, ServiceSettings, create_app
+from shopsense.serving.app import MAX_EVENTS, ServiceSettings, ThreadSlots, create_app
 from shopsense.serving.batch import precompute
 from shopsense.serving.recommendations import ModelBundle
 from shopsense.serving.store import open_store
@@ -290,3 +293,26 @@ def test_a_version_written_to_the_registry_is_picked_up(served, store, tmp_path)
                 break
             threading.Event().wait(0.05)
         assert c.get("/recommendations/x").json()["model_version"] == "v0002"
+
+
+def test_thread_slots_cap_how_many_run_at_once():
+    slots = ThreadSlots(2)
+    lock = threading.Lock()
+    active, peak = [0], [0]
+
+    def work() -> None:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+
+    async def many() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(partial(anyio.to_thread.run_sync, work, limiter=slots.limiter()))
+
+    anyio.run(many)
+    anyio.run(many)  # another event loop gets its own limiter
+    assert peak[0] == 2

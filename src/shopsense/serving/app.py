@@ -10,16 +10,19 @@ during the swap.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
 import uuid
+import weakref
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -28,6 +31,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, model_validator
 
+from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
 from shopsense.errors import ShopsenseError
 from shopsense.search.analysis import MAX_QUERY_CHARS
@@ -184,6 +188,7 @@ class Service:
 
             query_threads()
             self.engine = SearchEngine(settings.index)
+            self.engine.warm()
         self._reload_lock = threading.Lock()
         self.catalog_ids = set(self.dataset.items["item_id"].astype(str))
         self.metrics = Metrics()
@@ -236,6 +241,22 @@ class LimitsAndMetrics:
         self.metrics.observe(endpoint, scope["method"], status, time.perf_counter() - started)
 
 
+class ThreadSlots:
+    """A cap on how many worker threads run one kind of request at once, per
+    event loop (a limiter belongs to the loop it was made in; tests run several)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def limiter(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        found = self._limiters.get(loop)
+        if found is None:
+            found = self._limiters[loop] = anyio.CapacityLimiter(self.size)
+        return found
+
+
 def _watch(service: Service, stop: threading.Event) -> None:
     """Swap in a new model version when one appears in the registry folder."""
     while not stop.wait(service.settings.watch_seconds):
@@ -250,6 +271,7 @@ def _watch(service: Service, stop: threading.Event) -> None:
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     service = Service(settings)
+    search_slots = ThreadSlots(usable_cores())
     stop = threading.Event()
 
     @asynccontextmanager
@@ -335,7 +357,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return service.engine
 
     @app.get("/search", response_model=SearchResponse)
-    def search(
+    async def search(
         q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
         category: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006 (FastAPI idiom)
         brand: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
@@ -351,7 +373,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     ) -> SearchResponse:
         """Hybrid search with filters (values of one field OR-ed, fields AND-ed),
         disjunctive facets, sorting and pages; personalized with ``user_id``."""
-        found = engine()
         attributes: dict[str, list[str]] = {}
         for pair in attribute:
             name, sep, value = pair.partition(":")
@@ -360,6 +381,17 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             attributes.setdefault(name, []).append(value)
         filters: dict[str, Any] = {"category": category, "brand": brand, "attributes": attributes}
         filters.update(price_min=price_min, price_max=price_max)
+
+        def answer() -> SearchResponse:
+            return personal_search(q, filters, sort, page, per_page, user_id)
+
+        # A search is CPU work: more of them at once than cores only trade the GIL.
+        return await anyio.to_thread.run_sync(answer, limiter=search_slots.limiter())
+
+    def personal_search(
+        q: str, filters: dict[str, Any], sort: str, page: int, per_page: int, user_id: str | None
+    ) -> SearchResponse:
+        found = engine()
         if user_id is not None:
             steps = service.store.recent(user_id)
             if steps:
