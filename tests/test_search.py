@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS
 from shopsense.errors import ShopsenseError
 from shopsense.features.sentence import DIM
 from shopsense.search.analysis import terms
@@ -24,6 +25,7 @@ from shopsense.search.evaluate import (
     query_metrics,
     split_queries,
 )
+from shopsense.search.profiles import UserProfiles
 from shopsense.search.ranker import judgments_from_events, train_ranker
 from shopsense.search.semantic import VectorIndex
 from shopsense.search.titles import TitleTermIndex
@@ -235,6 +237,34 @@ def test_personalization_reorders_for_different_users(lexical, store):
     assert b.hits[0].category.startswith(tops[1])
     anonymous = lexical.search(query, per_page=10)
     assert lexical.search(query, user_id="nobody", per_page=10).hits == anonymous.hits
+
+
+def test_user_profiles_keep_each_users_recent_events():
+    events = pd.DataFrame(
+        {
+            "user_id": ["b", "a", "b", "a"],
+            "item_id": ["i1", "i2", "i3", "i4"],
+            "type": ["view", "purchase", "cart", "view"],
+            "timestamp": [3, 1, 2, 5],
+        }
+    )
+    profiles = UserProfiles.from_events(events)
+    assert profiles.recent("a")["item_id"].tolist() == ["i2", "i4"]
+    assert profiles.recent("a")["weight"].tolist() == [
+        DEFAULT_EVENT_WEIGHTS["purchase"],
+        DEFAULT_EVENT_WEIGHTS["view"],
+    ]
+    assert profiles.recent("b")["item_id"].tolist() == ["i3", "i1"]  # oldest first
+    assert "a" in profiles and "c" not in profiles and profiles.recent("c") is None
+    live = pd.DataFrame({"item_id": ["i5"], "type": ["cart"], "timestamp": [9]})
+    profiles.remember("a", live)
+    assert profiles.recent("a")["item_id"].tolist() == ["i2", "i4", "i5"]
+    profiles.forget("a")
+    assert "a" not in profiles and profiles.recent("a") is None and "b" in profiles
+    profiles.remember("a", live)
+    assert profiles.recent("a")["item_id"].tolist() == ["i5"]
+    profiles.forget("b")
+    assert "b" not in profiles
 
 
 def test_bad_input_is_a_clear_error_or_empty(lexical):

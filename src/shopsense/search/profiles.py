@@ -22,12 +22,33 @@ RECENT = 50
 
 
 class UserProfiles:
+    """Every user's recent events, read as affinity.
+
+    The users from the index are one frame sorted by user, each user a slice of
+    it: a hundred thousand users are a few arrays, not a hundred thousand small
+    frames (gigabytes, and millions of objects for the garbage collector to walk).
+    Users whose events arrive live get a small frame of their own."""
+
     def __init__(self, events: pd.DataFrame) -> None:
         """``events``: user_id, item_id, weight, timestamp."""
         self.events = events
-        self._by_user = (
-            {u: g for u, g in events.groupby("user_id", sort=False)} if len(events) else {}
-        )
+        self._live: dict[str, pd.DataFrame] = {}
+        self._gone: set[str] = set()
+        if not len(events):
+            self._item_ids, self._weights = np.empty(0, object), np.empty(0, np.float64)
+            self._timestamps, self._slices = np.empty(0, np.int64), {}
+            return
+        users = events["user_id"].astype(str).to_numpy()
+        order = np.argsort(users, kind="stable")
+        users = users[order]
+        self._item_ids = events["item_id"].astype(str).to_numpy()[order]
+        self._weights = events["weight"].to_numpy(np.float64)[order]
+        self._timestamps = events["timestamp"].to_numpy(np.int64)[order]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        ends = np.r_[starts[1:], len(users)]
+        self._slices = {
+            u: (a, b) for u, a, b in zip(users[starts], starts.tolist(), ends.tolist(), strict=True)
+        }
 
     @classmethod
     def from_events(cls, events: pd.DataFrame) -> UserProfiles:
@@ -46,32 +67,48 @@ class UserProfiles:
         frame = frame.groupby("user_id", sort=False).tail(RECENT).reset_index(drop=True)
         return cls(frame)
 
+    def recent(self, user_id: str) -> pd.DataFrame | None:
+        """The user's events (item_id, weight, timestamp), oldest first."""
+        if user_id in self._live:
+            return self._live[user_id]
+        span = None if user_id in self._gone else self._slices.get(user_id)
+        if span is None:
+            return None
+        a, b = span
+        return pd.DataFrame(
+            {
+                "item_id": self._item_ids[a:b],
+                "weight": self._weights[a:b],
+                "timestamp": self._timestamps[a:b],
+            }
+        )
+
     def remember(self, user_id: str, events: pd.DataFrame) -> None:
         """Add a user's live events (item_id, type, timestamp), keeping the last ``RECENT``."""
         weights = events["type"].map(DEFAULT_EVENT_WEIGHTS).fillna(0.0)
         fresh = pd.DataFrame(
             {
-                "user_id": user_id,
                 "item_id": events["item_id"].astype(str).to_numpy(),
                 "weight": weights.to_numpy(np.float64),
                 "timestamp": events["timestamp"].to_numpy(np.int64),
             }
         )
-        old = self._by_user.get(user_id)
+        old = self.recent(user_id)
         both = fresh if old is None else pd.concat([old, fresh], ignore_index=True)
         both = both.drop_duplicates(["item_id", "timestamp"], keep="last")
-        self._by_user[user_id] = both.sort_values("timestamp", kind="stable").tail(RECENT)
+        self._live[user_id] = both.sort_values("timestamp", kind="stable").tail(RECENT)
 
     def forget(self, user_id: str) -> None:
-        self._by_user.pop(user_id, None)
+        self._live.pop(user_id, None)
+        self._gone.add(user_id)
 
     def __contains__(self, user_id: str) -> bool:
-        return user_id in self._by_user
+        return user_id in self._live or (user_id in self._slices and user_id not in self._gone)
 
     def affinity(self, user_id: str, catalog: Catalog, rows: np.ndarray) -> np.ndarray:
         """Each row's affinity for the user, 0 for an unknown user."""
         out = np.zeros(len(rows), np.float64)
-        events = self._by_user.get(user_id)
+        events = self.recent(user_id)
         if events is None or not len(rows):
             return out
         seen = [catalog.row_of.get(i, -1) for i in events["item_id"]]
