@@ -265,6 +265,8 @@ def test_user_profiles_keep_each_users_recent_events():
     assert profiles.recent("a")["item_id"].tolist() == ["i5"]
     profiles.forget("b")
     assert "b" not in profiles
+    nobody = UserProfiles(pd.DataFrame())  # an index built without events
+    assert "a" not in nobody and nobody.recent("a") is None
 
 
 def test_bad_input_is_a_clear_error_or_empty(lexical):

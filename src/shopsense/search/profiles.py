@@ -35,17 +35,21 @@ class UserProfiles:
         self._live: dict[str, pd.DataFrame] = {}
         self._gone: set[str] = set()
         if not len(events):
-            self._item_ids, self._weights = np.empty(0, object), np.empty(0, np.float64)
-            self._timestamps, self._slices = np.empty(0, np.int64), {}
-            return
+            events = pd.DataFrame(
+                {"user_id": [], "item_id": [], "weight": [], "timestamp": np.empty(0, np.int64)}
+            )
         users = events["user_id"].astype(str).to_numpy()
         order = np.argsort(users, kind="stable")
         users = users[order]
-        self._item_ids = events["item_id"].astype(str).to_numpy()[order]
+        # Item ids as codes into the distinct ids: millions of events, thousands of items.
+        codes, names = pd.factorize(events["item_id"].astype(str))
+        self._item_names = np.asarray(names, object)
+        self._item_codes = codes.astype(np.int32)[order]
         self._weights = events["weight"].to_numpy(np.float64)[order]
         self._timestamps = events["timestamp"].to_numpy(np.int64)[order]
-        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-        ends = np.r_[starts[1:], len(users)]
+        firsts = np.r_[True, users[1:] != users[:-1]] if len(users) else np.empty(0, bool)
+        starts = np.flatnonzero(firsts)
+        ends = np.r_[starts[1:], len(users)].astype(np.int64)[: len(starts)]
         self._slices = {
             u: (a, b) for u, a, b in zip(users[starts], starts.tolist(), ends.tolist(), strict=True)
         }
@@ -77,7 +81,7 @@ class UserProfiles:
         a, b = span
         return pd.DataFrame(
             {
-                "item_id": self._item_ids[a:b],
+                "item_id": self._item_names[self._item_codes[a:b]],
                 "weight": self._weights[a:b],
                 "timestamp": self._timestamps[a:b],
             }
