@@ -33,7 +33,6 @@ class UserProfiles:
         """``events``: user_id, item_id, weight, timestamp."""
         self.events = events
         self._live: dict[str, pd.DataFrame] = {}
-        self._gone: set[str] = set()
         if not len(events):
             events = pd.DataFrame(
                 {"user_id": [], "item_id": [], "weight": [], "timestamp": np.empty(0, np.int64)}
@@ -75,7 +74,7 @@ class UserProfiles:
         """The user's events (item_id, weight, timestamp), oldest first."""
         if user_id in self._live:
             return self._live[user_id]
-        span = None if user_id in self._gone else self._slices.get(user_id)
+        span = self._slices.get(user_id)
         if span is None:
             return None
         a, b = span
@@ -104,10 +103,10 @@ class UserProfiles:
 
     def forget(self, user_id: str) -> None:
         self._live.pop(user_id, None)
-        self._gone.add(user_id)
+        self._slices.pop(user_id, None)
 
     def __contains__(self, user_id: str) -> bool:
-        return user_id in self._live or (user_id in self._slices and user_id not in self._gone)
+        return user_id in self._live or user_id in self._slices
 
     def affinity(self, user_id: str, catalog: Catalog, rows: np.ndarray) -> np.ndarray:
         """Each row's affinity for the user, 0 for an unknown user."""

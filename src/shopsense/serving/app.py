@@ -20,6 +20,7 @@ import uuid
 import weakref
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -382,10 +383,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             attributes.setdefault(name, []).append(value)
         filters: dict[str, Any] = {"category": category, "brand": brand, "attributes": attributes}
         filters.update(price_min=price_min, price_max=price_max)
-
-        def answer() -> SearchResponse:
-            return personal_search(q, filters, sort, page, per_page, user_id)
-
+        answer = partial(personal_search, q, filters, sort, page, per_page, user_id)
         # A search is CPU work: more of them at once than cores only trade the GIL.
         return await anyio.to_thread.run_sync(answer, limiter=search_slots.limiter())
 
