@@ -6,6 +6,7 @@ import shutil
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from shopsense.compute import usable_cores
 from shopsense.models.registry import create_model, load_model
 from shopsense.search.engine import build_index
 from shopsense.serving.app import MAX_EVENTS, ServiceSettings, ThreadSlots, create_app
@@ -316,3 +318,31 @@ def test_thread_slots_cap_how_many_run_at_once():
     anyio.run(many)
     anyio.run(many)  # another event loop gets its own limiter
     assert peak[0] == 2
+
+
+def test_recommendations_and_searches_run_at_most_one_per_core_at_once(client, monkeypatch):
+    service = client.app.state.service
+    lock = threading.Lock()
+    active, peak = [0], [0]
+
+    def counted(method):
+        def run(*args, **kwargs):
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            time.sleep(0.02)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                with lock:
+                    active[0] -= 1
+
+        return run
+
+    monkeypatch.setattr(service.recommender, "recommend", counted(service.recommender.recommend))
+    monkeypatch.setattr(service.engine, "search", counted(service.engine.search))
+    paths = ["/recommendations/someone", "/recommendations", "/search?q=shirt"] * 6
+    with ThreadPoolExecutor(len(paths)) as pool:
+        codes = list(pool.map(lambda path: client.get(path).status_code, paths))
+    assert codes == [200] * len(paths)
+    assert peak[0] == usable_cores()

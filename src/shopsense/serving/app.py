@@ -273,7 +273,9 @@ def _watch(service: Service, stop: threading.Event) -> None:
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     service = Service(settings)
-    search_slots = ThreadSlots(usable_cores())
+    # CPU work (a search, a ranking) in more threads at once than cores only
+    # trades the GIL: each worker runs at most one such request per core.
+    cpu_slots = ThreadSlots(usable_cores())
     stop = threading.Event()
 
     @asynccontextmanager
@@ -323,7 +325,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         )
 
     @app.get("/recommendations/{user_id}", response_model=RecommendationsResponse)
-    def recommendations_for_user(
+    async def recommendations_for_user(
         user_id: Annotated[str, PathParam(min_length=1, max_length=200)],
         k: K = 10,
         category: Category = None,
@@ -331,19 +333,24 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     ) -> RecommendationsResponse:
         """Top-k for a user; a user the model never saw gets their live session's
         neighbours or what is popular (never a 404)."""
-        return recommend(user_id, k, category, exclude_seen)
+        answer = partial(recommend, user_id, k, category, exclude_seen)
+        return await anyio.to_thread.run_sync(answer, limiter=cpu_slots.limiter())
 
     @app.get("/recommendations", response_model=RecommendationsResponse)
-    def recommendations_anonymous(k: K = 10, category: Category = None) -> RecommendationsResponse:
+    async def recommendations_anonymous(
+        k: K = 10, category: Category = None
+    ) -> RecommendationsResponse:
         """Top-k for an anonymous visitor: what is popular (within ``category``)."""
-        return recommend(None, k, category, False)
+        answer = partial(recommend, None, k, category, False)
+        return await anyio.to_thread.run_sync(answer, limiter=cpu_slots.limiter())
 
     @app.get("/items/{item_id}/similar", response_model=SimilarResponse)
-    def similar_items(
+    async def similar_items(
         item_id: Annotated[str, PathParam(max_length=200)], k: K = 10
     ) -> SimilarResponse:
+        similar = partial(service.recommender.similar, item_id, k)
         try:
-            items = service.recommender.similar(item_id, k)
+            items = await anyio.to_thread.run_sync(similar, limiter=cpu_slots.limiter())
         except KeyError:
             raise HTTPException(404, f"unknown item {item_id!r}") from None
         return SimilarResponse(
@@ -384,8 +391,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         filters: dict[str, Any] = {"category": category, "brand": brand, "attributes": attributes}
         filters.update(price_min=price_min, price_max=price_max)
         answer = partial(personal_search, q, filters, sort, page, per_page, user_id)
-        # A search is CPU work: more of them at once than cores only trade the GIL.
-        return await anyio.to_thread.run_sync(answer, limiter=search_slots.limiter())
+        return await anyio.to_thread.run_sync(answer, limiter=cpu_slots.limiter())
 
     def personal_search(
         q: str, filters: dict[str, Any], sort: str, page: int, per_page: int, user_id: str | None
