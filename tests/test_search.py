@@ -501,6 +501,19 @@ def test_query_encoder_gives_the_sentence_models_own_vectors():
         assert encoder.encode(query) @ vector > 0.9999
 
 
+def test_query_encoder_refuses_a_model_it_would_pool_wrongly():
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from shopsense.features.sentence import sentence_model
+    from shopsense.search.semantic import _traced_sentence_vector
+
+    model = sentence_model()
+    first_token = SentenceTransformer(modules=[model[0], Pooling(384, pooling_mode="cls")])
+    with pytest.raises(ShopsenseError, match="mean pooling, not 'cls'"):
+        _traced_sentence_vector(first_token, {})
+
+
 def test_encoder_fine_tuning_moves_queries_toward_their_products(store, tmp_path):
     from shopsense.search.finetune import finetune_encoder, model_tag, training_pairs
     from shopsense.search.semantic import QueryEncoder
