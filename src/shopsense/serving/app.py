@@ -18,11 +18,12 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import pandas as pd
@@ -52,6 +53,7 @@ STOREFRONT = Path(__file__).with_name("storefront")
 MAX_BODY_BYTES = 1 << 20
 MAX_EVENTS = 1000
 MAX_K = 100
+T = TypeVar("T")
 EventType = Literal["view", "click", "cart", "fav", "purchase", "search"]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 K = Annotated[int, Query(ge=1, le=MAX_K)]
@@ -244,8 +246,8 @@ class LimitsAndMetrics:
 
 
 class ThreadSlots:
-    """A cap on how many worker threads run one kind of request at once, per
-    event loop (a limiter belongs to the loop it was made in; tests run several)."""
+    """A cap on how many worker threads run requests at once, per event loop (a
+    limiter belongs to the loop it was made in; tests run several)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -273,10 +275,13 @@ def _watch(service: Service, stop: threading.Event) -> None:
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     service = Service(settings)
-    # CPU work (a search, a ranking) in more threads at once than cores only
-    # trades the GIL: each worker runs at most one such request per core.
     cpu_slots = ThreadSlots(usable_cores())
     stop = threading.Event()
+
+    async def on_a_core(work: Callable[[], T]) -> T:
+        """Run ``work`` (a search, a ranking) on a worker thread, at most one per
+        core at once: more CPU work at once than cores only trades the GIL."""
+        return await anyio.to_thread.run_sync(work, limiter=cpu_slots.limiter())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -333,24 +338,21 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     ) -> RecommendationsResponse:
         """Top-k for a user; a user the model never saw gets their live session's
         neighbours or what is popular (never a 404)."""
-        answer = partial(recommend, user_id, k, category, exclude_seen)
-        return await anyio.to_thread.run_sync(answer, limiter=cpu_slots.limiter())
+        return await on_a_core(partial(recommend, user_id, k, category, exclude_seen))
 
     @app.get("/recommendations", response_model=RecommendationsResponse)
     async def recommendations_anonymous(
         k: K = 10, category: Category = None
     ) -> RecommendationsResponse:
         """Top-k for an anonymous visitor: what is popular (within ``category``)."""
-        answer = partial(recommend, None, k, category, False)
-        return await anyio.to_thread.run_sync(answer, limiter=cpu_slots.limiter())
+        return await on_a_core(partial(recommend, None, k, category, False))
 
     @app.get("/items/{item_id}/similar", response_model=SimilarResponse)
     async def similar_items(
         item_id: Annotated[str, PathParam(max_length=200)], k: K = 10
     ) -> SimilarResponse:
-        similar = partial(service.recommender.similar, item_id, k)
         try:
-            items = await anyio.to_thread.run_sync(similar, limiter=cpu_slots.limiter())
+            items = await on_a_core(partial(service.recommender.similar, item_id, k))
         except KeyError:
             raise HTTPException(404, f"unknown item {item_id!r}") from None
         return SimilarResponse(
@@ -390,8 +392,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             attributes.setdefault(name, []).append(value)
         filters: dict[str, Any] = {"category": category, "brand": brand, "attributes": attributes}
         filters.update(price_min=price_min, price_max=price_max)
-        answer = partial(personal_search, q, filters, sort, page, per_page, user_id)
-        return await anyio.to_thread.run_sync(answer, limiter=cpu_slots.limiter())
+        return await on_a_core(partial(personal_search, q, filters, sort, page, per_page, user_id))
 
     def personal_search(
         q: str, filters: dict[str, Any], sort: str, page: int, per_page: int, user_id: str | None
