@@ -239,16 +239,20 @@ def test_personalization_reorders_for_different_users(lexical, store):
     assert lexical.search(query, user_id="nobody", per_page=10).hits == anonymous.hits
 
 
-def test_user_profiles_keep_each_users_recent_events():
-    events = pd.DataFrame(
+def _profile_events(users: list[str]) -> pd.DataFrame:
+    """Four events, of ``users`` in turn."""
+    return pd.DataFrame(
         {
-            "user_id": ["b", "a", "b", "a"],
+            "user_id": users,
             "item_id": ["i1", "i2", "i3", "i4"],
             "type": ["view", "purchase", "cart", "view"],
             "timestamp": [3, 1, 2, 5],
         }
     )
-    profiles = UserProfiles.from_events(events)
+
+
+def test_user_profiles_keep_each_users_recent_events():
+    profiles = UserProfiles.from_events(_profile_events(["b", "a", "b", "a"]))
     assert profiles.recent("a")["item_id"].tolist() == ["i2", "i4"]
     assert profiles.recent("a")["weight"].tolist() == [
         DEFAULT_EVENT_WEIGHTS["purchase"],
@@ -267,6 +271,20 @@ def test_user_profiles_keep_each_users_recent_events():
     assert "b" not in profiles
     nobody = UserProfiles(pd.DataFrame())  # an index built without events
     assert "a" not in nobody and nobody.recent("a") is None
+
+
+def test_user_profiles_save_the_index_events_of_users_not_forgotten(tmp_path):
+    events = _profile_events(["b", "a", "b", "c"])
+    profiles = UserProfiles.from_events(events)
+    profiles.forget("c")
+    profiles.remember("a", pd.DataFrame({"item_id": ["i5"], "type": ["cart"], "timestamp": [9]}))
+    profiles.save(tmp_path / "profiles.parquet")
+    again = UserProfiles.load(tmp_path / "profiles.parquet")
+    assert "c" not in again
+    assert again.recent("a")["item_id"].tolist() == ["i2"]  # live events are the store's
+    assert again.recent("b").equals(UserProfiles.from_events(events).recent("b"))
+    UserProfiles(pd.DataFrame()).save(tmp_path / "none.parquet")
+    assert "a" not in UserProfiles.load(tmp_path / "none.parquet")
 
 
 def test_bad_input_is_a_clear_error_or_empty(lexical):

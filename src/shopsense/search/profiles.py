@@ -31,7 +31,6 @@ class UserProfiles:
 
     def __init__(self, events: pd.DataFrame) -> None:
         """``events``: user_id, item_id, weight, timestamp."""
-        self.events = events
         self._live: dict[str, pd.DataFrame] = {}
         if not len(events):
             events = pd.DataFrame(
@@ -131,7 +130,19 @@ class UserProfiles:
         return out
 
     def save(self, path: Path) -> None:
-        self.events.to_parquet(path, index=False)
+        """The index's events (not the live ones) of the users not forgotten."""
+        spans = np.array(list(self._slices.values()), np.int64).reshape(-1, 2)
+        lengths = spans[:, 1] - spans[:, 0]
+        rows = np.concatenate([np.arange(a, b) for a, b in spans] + [np.empty(0, np.int64)])
+        frame = pd.DataFrame(
+            {
+                "user_id": np.repeat(np.array(list(self._slices), object), lengths),
+                "item_id": self._item_names[self._item_codes[rows]],
+                "weight": self._weights[rows],
+                "timestamp": self._timestamps[rows],
+            }
+        )
+        frame.to_parquet(path, index=False)
 
     @classmethod
     def load(cls, path: Path) -> UserProfiles:
