@@ -17,6 +17,7 @@ from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS
 from shopsense.errors import ShopsenseError
 from shopsense.features.sentence import DIM
 from shopsense.search.analysis import terms
+from shopsense.search.associations import TermAssociations
 from shopsense.search.engine import SearchEngine, SearchSettings, build_index
 from shopsense.search.evaluate import (
     Judgments,
@@ -26,7 +27,14 @@ from shopsense.search.evaluate import (
     split_queries,
 )
 from shopsense.search.profiles import UserProfiles
-from shopsense.search.ranker import judgments_from_events, train_ranker
+from shopsense.search.ranker import (
+    FEATURES,
+    exact_terms,
+    judgments_from_events,
+    train_ranker,
+    training_data,
+    words_path,
+)
 from shopsense.search.semantic import VectorIndex
 from shopsense.search.titles import TitleTermIndex
 from shopsense.search.typo import Vocabulary
@@ -419,12 +427,76 @@ def test_ranker_learns_from_click_logs(store, index_dir, tmp_path):
     after = evaluate_search(lambda q: engine.ranked_ids(q), judgments)
     assert after["NDCG@10"] > before["NDCG@10"]  # it learnt the training queries' clicks
     assert engine.search(_noun(store, 0)).hits
+    words = words_path(folder / "ranker.txt")
+    words.rename(folder / "elsewhere.json")
+    with pytest.raises(ShopsenseError, match="no word lifts beside it: retrain it"):
+        SearchEngine(folder, semantic=False)
+    (folder / "elsewhere.json").rename(words)
     # A model from a version with other features is a clear error, not a wrong order.
     rng = np.random.default_rng(0)
     data = lightgbm.Dataset(rng.random((50, 3)), rng.random(50))
     lightgbm.train({"verbosity": -1}, data, 2).save_model(str(folder / "ranker.txt"))
     with pytest.raises(ShopsenseError, match="retrain it"):
         SearchEngine(folder, semantic=False)
+
+
+def test_word_lifts_learn_the_words_judged_titles_use():
+    titles = {
+        "a": "drywal sheet 4 ft",
+        "b": "drywal panel light",
+        "c": "steel hammer",
+        "d": "claw hammer",
+        "e": "led light bulb",
+    }
+    judgments = Judgments(
+        {"q1": "sheetrock", "q2": "sheetrock panel", "q3": "hammer"},
+        {"q1": {"a": 3.0, "c": 1.0}, "q2": {"b": 2.67}, "q3": {"c": 3.0, "d": 2.33}},
+    )
+    query_terms = {"q1": ["sheetrock"], "q2": ["sheetrock", "panel"], "q3": ["hammer"]}
+    learnt = TermAssociations.learn(judgments, query_terms, titles)
+    assert learnt.lift["sheetrock"]["drywal"] > 0 > learnt.unseen["sheetrock"]
+    assert "steel" not in learnt.lift["sheetrock"]  # c was judged poor for q1
+    index = TitleTermIndex(titles.values())
+    ids, lengths = index.gather(np.arange(len(titles)))
+    owner = np.repeat(np.arange(len(titles)), lengths)
+    lifts = learnt.features(["sheetrock", "panel"], ids, owner, len(titles), index)
+    assert lifts.shape == (5, 4)
+    assert lifts[0, 0] > lifts[2, 0] and lifts[1, 0] > lifts[4, 0]  # drywall over the rest
+    assert lifts[0, 3] > 0 and lifts[1, 3] > 0  # "sheetrock" said as "drywal"
+    # A word never judged is no evidence either way; nothing to score is nothing.
+    assert not learnt.features(["unknown"], ids, owner, len(titles), index).any()
+    assert not learnt.features([], ids, owner, len(titles), index).any()
+
+
+def test_word_lifts_round_trip_and_bad_file(tmp_path):
+    learnt = TermAssociations({"a": {"b": 1.5}}, {"a": -0.5})
+    learnt.save(tmp_path / "words.json")
+    loaded = TermAssociations.load(tmp_path / "words.json")
+    assert loaded.lift == learnt.lift and loaded.unseen == learnt.unseen
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ShopsenseError, match="not a term association table"):
+        TermAssociations.load(tmp_path / "bad.json")
+
+
+def test_ranker_training_reads_each_querys_lifts_from_other_folds(lexical, store):
+    """A word that only one training query has gets no lift in that query's
+    own features (learnt without it), but does in the table the ranker keeps."""
+    noun = _noun(store, 0)
+    others = [_noun(store, 1), _noun(store, 2)]
+    ids = lexical.catalog.items["item_id"]
+    titles = lexical.catalog.items["title"].str.lower()
+    queries = {"only": noun} | {f"q{i}": others[i % 2] for i in range(8)}
+    grades = {
+        q: {i: 3.0 for i in ids[titles.str.contains(text, regex=False)][:5]}
+        for q, text in queries.items()
+    }
+    x, _, groups, learnt = training_data(lexical, Judgments(queries, grades))
+    column = FEATURES.index("word_lift_mean")
+    first = x[: groups[0], column]  # the "only" query's candidates come first
+    assert not first.any()
+    term = exact_terms(lexical.analyze(noun))[0]
+    assert max(learnt.lift[term].values()) > 0
+    assert x[groups[0] :, column].any()
 
 
 def test_evaluate_search_on_judgments(lexical, store):
