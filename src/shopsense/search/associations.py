@@ -23,7 +23,7 @@ from shopsense.errors import ShopsenseError
 from shopsense.search.evaluate import RELEVANT_GRADE, Judgments
 from shopsense.search.titles import TitleTermIndex
 
-SMOOTHING = 5.0  # pseudo-counts of the catalogue's word frequency a lift is shrunk with
+SMOOTHING = 20.0  # pseudo-counts of the catalogue's word frequency a lift is shrunk with
 N_FEATURES = 4
 
 
