@@ -551,7 +551,8 @@ def test_search_cli(capsys, store, store_dir, tmp_path):
         capsys, "train-ranker", "--index", str(index), "--from-events", str(store_dir)
     )
     assert code == 0, err
-    assert (index / "ranker.txt").is_file()
+    assert (index / "ranker.txt").is_file() and (index / "ranker-words.json").is_file()
+    assert "word lifts for" in out
 
 
 @pytest.mark.parametrize(

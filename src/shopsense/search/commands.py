@@ -289,7 +289,7 @@ def train_ranker_command(
 ) -> None:
     """Train the learning-to-rank model of an index, from graded judgments
     (only the dev side of --holdout) or from click logs; it then ranks every search."""
-    from shopsense.search.ranker import judgments_from_events, train_ranker
+    from shopsense.search.ranker import judgments_from_events, train_ranker, words_path
 
     if events_data is not None:
         from shopsense.data.dataset import Dataset
@@ -301,10 +301,12 @@ def train_ranker_command(
         raise ShopsenseError("give --queries and --labels, or --from-events DATA")
     engine = _open(index_dir)
     ranker = train_ranker(engine, judgments, seed=seed, progress=_progress())
-    ranker.save(index_dir / "ranker.txt")
+    path = index_dir / "ranker.txt"
+    ranker.save(path)
     click.echo(
         f"ranker trained on {len(judgments.queries):,} queries, "
-        f"{ranker.booster.num_trees()} trees; saved to {index_dir / 'ranker.txt'}"
+        f"{ranker.booster.num_trees()} trees, word lifts for "
+        f"{len(ranker.associations.lift):,} query words; saved to {path} and {words_path(path)}"
     )
 
 

@@ -239,9 +239,10 @@ class Ranker:
 
     # ------------------------------------------------------------- storage
     def save(self, path: Path) -> None:
-        """The model at ``path`` and its word lifts beside it (``words_path``)."""
-        self.booster.save_model(str(path))
+        """The model at ``path`` and its word lifts beside it (``words_path``),
+        written first, so whoever finds the model finds lifts next to it."""
         self.associations.save(words_path(path))
+        self.booster.save_model(str(path))
 
     @classmethod
     def load(cls, path: Path) -> Ranker:
