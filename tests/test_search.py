@@ -465,6 +465,7 @@ def test_word_lifts_learn_the_words_judged_titles_use():
     assert lifts[0, 3] > 0 and lifts[1, 3] > 0  # "sheetrock" said as "drywal"
     # A word never judged is no evidence either way; nothing to score is nothing.
     assert not learnt.features(["unknown"], ids, owner, len(titles), index).any()
+    assert "unknown" not in learnt._arrays  # a server's cache holds only the table's words
     assert not learnt.features([], ids, owner, len(titles), index).any()
 
 

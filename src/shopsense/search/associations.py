@@ -109,11 +109,14 @@ class TermAssociations:
 
     def _arrays_of(self, term: str, index: TitleTermIndex) -> tuple[np.ndarray, np.ndarray]:
         """A query word's lifts as (sorted title term ids, lifts), kept until the
-        catalogue's vocabulary grows (a new word may be one the table knows)."""
+        catalogue's vocabulary grows (a new word may be one the table knows).
+        Only the table's words are kept, so strangers' queries grow nothing."""
+        row = self.lift.get(term)
+        if row is None:
+            return np.empty(0, np.int32), np.empty(0, np.float32)
         size = len(index.vocabulary)
         cached = self._arrays.get(term)
         if cached is None or cached[0] != size:
-            row = self.lift.get(term, {})
             ids = index.ids_of(row)
             values = np.fromiter(row.values(), np.float32, len(row))
             kept = ids >= 0
