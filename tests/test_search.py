@@ -17,7 +17,7 @@ from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS
 from shopsense.errors import ShopsenseError
 from shopsense.features.sentence import DIM
 from shopsense.search.analysis import terms
-from shopsense.search.associations import TermAssociations
+from shopsense.search.associations import TermAssociations, TitleWords
 from shopsense.search.engine import SearchEngine, SearchSettings, build_index
 from shopsense.search.evaluate import (
     Judgments,
@@ -453,7 +453,7 @@ def test_word_lifts_learn_the_words_judged_titles_use():
         {"q1": {"a": 3.0, "c": 1.0}, "q2": {"b": 2.67}, "q3": {"c": 3.0, "d": 2.33}},
     )
     query_terms = {"q1": ["sheetrock"], "q2": ["sheetrock", "panel"], "q3": ["hammer"]}
-    learnt = TermAssociations.learn(judgments, query_terms, titles)
+    learnt = TermAssociations.learn(judgments, query_terms, TitleWords(titles))
     assert learnt.lift["sheetrock"]["drywal"] > 0 > learnt.unseen["sheetrock"]
     assert "steel" not in learnt.lift["sheetrock"]  # c was judged poor for q1
     index = TitleTermIndex(titles.values())

@@ -24,7 +24,18 @@ from shopsense.search.evaluate import RELEVANT_GRADE, Judgments
 from shopsense.search.titles import TitleTermIndex
 
 SMOOTHING = 20.0  # pseudo-counts of the catalogue's word frequency a lift is shrunk with
-N_FEATURES = 4
+N_LIFT_FEATURES = 4
+
+
+class TitleWords:
+    """A catalogue's title words per item, and the share of titles each word is
+    in: what every table learnt over the catalogue (one per training fold) shares."""
+
+    def __init__(self, title_terms: Mapping[str, str]) -> None:
+        """``title_terms``: item id -> its title's terms joined by spaces."""
+        self.of = {item: frozenset(joined.split()) for item, joined in title_terms.items()}
+        frequency = Counter(itertools.chain.from_iterable(self.of.values()))
+        self.share = {t: n / max(len(self.of), 1) for t, n in frequency.items()}
 
 
 class TermAssociations:
@@ -43,24 +54,21 @@ class TermAssociations:
         cls,
         judgments: Judgments,
         query_terms: Mapping[str, list[str]],
-        title_terms: Mapping[str, str],
+        titles: TitleWords,
         smoothing: float = SMOOTHING,
     ) -> TermAssociations:
-        """From ``judgments`` (their query ids keyed to analysed ``query_terms``)
-        over a catalogue given as item id -> its title's terms joined by spaces."""
-        titles = {item: frozenset(joined.split()) for item, joined in title_terms.items()}
-        frequency = Counter(itertools.chain.from_iterable(titles.values()))
-        share = {t: n / max(len(titles), 1) for t, n in frequency.items()}
+        """From ``judgments``, their query ids keyed to analysed ``query_terms``."""
+        share = titles.share
         together: dict[str, Counter] = {}
         seen: Counter = Counter()
         for qid, grades in judgments.grades.items():
             words = set(query_terms.get(qid, ()))
             for item, grade in grades.items():
-                if grade < RELEVANT_GRADE or item not in titles:
+                if grade < RELEVANT_GRADE or item not in titles.of:
                     continue
                 for q in words:
                     seen[q] += 1
-                    together.setdefault(q, Counter()).update(titles[item])
+                    together.setdefault(q, Counter()).update(titles.of[item])
         lift = {
             q: {
                 t: float(np.log((c + smoothing * share[t]) / (seen[q] + smoothing) / share[t]))
@@ -84,7 +92,7 @@ class TermAssociations:
         title's best lift, the mean best lift of a word other than the query
         word itself, and the summed best other-word lift of query words the
         title lacks (the words it says differently)."""
-        out = np.zeros((n, N_FEATURES), np.float32)
+        out = np.zeros((n, N_LIFT_FEATURES), np.float32)
         if not query_terms or not n:
             return out
         best = np.zeros((len(query_terms), n), np.float32)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from shopsense.errors import ShopsenseError
 from shopsense.search.analysis import terms
-from shopsense.search.associations import TermAssociations
+from shopsense.search.associations import N_LIFT_FEATURES, TermAssociations, TitleWords
 from shopsense.search.catalog import Filters
 from shopsense.search.evaluate import Judgments
 
@@ -184,7 +184,7 @@ class Ranker:
         out[:, col["query_terms"]] = len(exact)
         out[:, col["title_terms"]] = table.lengths
         lifts = col["word_lift_mean"]
-        out[:, lifts : lifts + 4] = self.associations.features(
+        out[:, lifts : lifts + N_LIFT_FEATURES] = self.associations.features(
             exact, table.ids, table.owner, table.n, index
         )
         matched_all = every.sum(axis=1)
@@ -337,8 +337,8 @@ def training_data(
     plans = {qid: engine.analyze(text.strip()) for qid, text in judgments.queries.items()}
     query_terms = {qid: exact_terms(plan) for qid, plan in plans.items()}
     live = engine.catalog.live_rows
-    title_terms = dict(
-        zip(item_ids[live], engine.catalog.strings("title_terms", live), strict=True)
+    titles = TitleWords(
+        dict(zip(item_ids[live], engine.catalog.strings("title_terms", live), strict=True))
     )
     fold_of = {qid: i % FOLDS for i, qid in enumerate(sorted(judgments.queries))}
     rankers = [
@@ -347,7 +347,7 @@ def training_data(
             TermAssociations.learn(
                 judgments.subset([q for q, f in fold_of.items() if f != fold]),
                 query_terms,
-                title_terms,
+                titles,
             ),
         )
         for fold in range(FOLDS)
@@ -369,7 +369,7 @@ def training_data(
         groups.append(len(labels))
     if not groups:
         raise ShopsenseError("no judged query found a relevant item among its candidates")
-    associations = TermAssociations.learn(judgments, query_terms, title_terms)
+    associations = TermAssociations.learn(judgments, query_terms, titles)
     return np.concatenate(xs), np.concatenate(ys), np.array(groups), associations
 
 
