@@ -98,6 +98,33 @@ def test_typo_tolerance_and_did_you_mean(lexical, store):
     assert clean.did_you_mean is None
 
 
+def test_measures_are_written_one_way():
+    assert terms("24in vanity") == terms("24 inch vanity") == terms('24" vanity')
+    assert terms("24 in. Vanity") == ["24", "in", "vaniti"]
+    assert terms("4x8 plywood") == terms("4 x8 plywood") == terms("4 X 8 Plywood")
+    assert terms("18V Drill") == terms("18-Volt drill") == ["18", "volt", "drill"]
+    assert terms("50 foot hose") == terms("50ft hose") == ["50", "ft", "hose"]
+    assert terms("3pk rollers") == terms("3 Pack Rollers")
+    assert terms("foot rest") == ["foot", "rest"]  # a unit word only after a number
+    assert terms("36 in. W x 24 in. D") == ["36", "in", "w", "x", "24", "in", "d"]  # W: width
+    assert terms("Model EJ500C 2700K") == ["model", "ej500c", "2700k"]  # codes stay whole
+
+
+def test_query_units_meet_the_titles_spelling(store, tmp_path):
+    titles = ["Oak Vanity 36 in. White", "Oak Vanity 24 in. White", "Hose 50 ft. Green"]
+    items = store.items.head(3).assign(title=titles)
+    engine = build_index(items, tmp_path / "index", semantic=False)
+    for query in ("24inch vanity", '24" vanity', "vanity 24in"):
+        assert engine.search(query).hits[0].title == titles[1]
+    assert engine.search("50 foot hose").hits[0].title == titles[2]
+    settings = tmp_path / "index" / "settings.json"
+    data = json.loads(settings.read_text())
+    assert data.pop("analysis")
+    settings.write_text(json.dumps(data))  # as an index built before the analysis changed
+    with pytest.raises(ShopsenseError, match="build it again"):
+        SearchEngine(tmp_path / "index")
+
+
 def test_typo_budget_follows_word_length():
     vocab = Vocabulary({"lamp": 5, "lamps": 2, "cat": 9, "headphones": 4, "box": 1})
     assert vocab.corrections("lanp") == [("lamp", 1)]  # 4 letters: one edit

@@ -6,20 +6,84 @@ Snowball stemmer), so a query word meets exactly the term the index holds.
 Chinese runs are first segmented by jieba (tantivy would keep a run as one
 token): for the index with ``cut_for_search``, which also emits the words inside
 a compound, so the query 手机 finds 华为手机.
+
+Before either, measures are written one way (``normalize_units``): shoppers
+type "24in", "24 inch" and "24\"" where titles say "24 in.", and "2x4" where
+titles say "2 in. x 4 in.".
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache, lru_cache
 
 from shopsense.features.text import CJK, jieba_tokenizer
 
 INDEX_TOKENIZER = "en_stem"
 MAX_QUERY_CHARS = 512
+# Bumped whenever the text analysis changes what terms a text gives: an index
+# built by another version would not meet its queries' terms.
+ANALYSIS_VERSION = 2
+
+# Unit words and their one spelling; each also stands for itself.
+UNITS = {
+    "in": "in",
+    "inch": "in",
+    "inches": "in",
+    "ft": "ft",
+    "feet": "ft",
+    "foot": "ft",
+    "gal": "gal",
+    "gallon": "gal",
+    "gallons": "gal",
+    "lb": "lb",
+    "lbs": "lb",
+    "pound": "lb",
+    "pounds": "lb",
+    "oz": "oz",
+    "pk": "pack",
+    "pack": "pack",
+    "v": "volt",
+    "volt": "volt",
+    "volts": "volt",
+    "w": "watt",
+    "watt": "watt",
+    "watts": "watt",
+    "amp": "amp",
+    "amps": "amp",
+    "mm": "mm",
+    "cm": "cm",
+    "x": "x",
+}
+_UNIT_NAMES = "|".join(sorted(UNITS, key=len, reverse=True))
+# A number with a unit written onto it ("24in", "18V", "4x8") ...
+_JOINED = re.compile(rf"(?<=\d)({_UNIT_NAMES})(?![a-z])", re.IGNORECASE)
+# ... or after a space, for unit words of two letters or more (a lone "W"
+# after a number is as often a width as watts).
+_SPACED = re.compile(rf"(?<=\d)\s+({_UNIT_NAMES})(?![a-z])", re.IGNORECASE)
+_TIMES = re.compile(r"(?<![a-z])x(?=\d)", re.IGNORECASE)  # "1 x4"
+_INCH_MARK = re.compile(r'(?<=\d)\s*(?:"|\'\'|”)')
+
+
+def normalize_units(text: str) -> str:
+    """``text`` with each measure's unit split from its number and spelt one way:
+    "24in", "24 inch" and '24"' all read "24 in"; "4x8" and "4 x8" read "4 x 8"."""
+    if not any(c.isdigit() for c in text):
+        return text
+    text = _TIMES.sub("x ", _INCH_MARK.sub(" in ", text))
+    text = _JOINED.sub(lambda m: " " + UNITS[m.group(1).lower()] + " ", text)
+    return _SPACED.sub(_spaced_unit, text)
+
+
+def _spaced_unit(match: re.Match[str]) -> str:
+    unit = match.group(1)
+    return " " + (UNITS[unit.lower()] if len(unit) > 1 else unit) + " "
 
 
 def segment(text: str, for_index: bool = False) -> str:
-    """The text with spaces between the words of its Chinese runs."""
+    """The text with its measures normalized (``normalize_units``) and spaces
+    between the words of its Chinese runs."""
+    text = normalize_units(text)
     if not CJK.search(text):
         return text
     jieba = jieba_tokenizer()

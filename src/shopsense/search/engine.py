@@ -29,7 +29,7 @@ from shopsense.concurrency import SharedLock
 from shopsense.errors import ShopsenseError
 from shopsense.features.text import CJK, jieba_tokenizer
 from shopsense.lru import LRUCache
-from shopsense.search.analysis import MAX_QUERY_CHARS, segment, stem, words
+from shopsense.search.analysis import ANALYSIS_VERSION, MAX_QUERY_CHARS, segment, stem, words
 from shopsense.search.catalog import Catalog, Filters, canonical_catalog
 from shopsense.search.fusion import FUSION_METHODS, fuse
 from shopsense.search.lexical import LexicalIndex, item_text
@@ -77,6 +77,21 @@ class SearchSettings:
             raise ShopsenseError("semantic_weight must be between 0 and 1")
         if self.max_hits < 1 or self.semantic_k < 0:
             raise ShopsenseError("max_hits must be positive and semantic_k not negative")
+
+    def save(self, folder: Path) -> None:
+        """``settings.json``, with the text analysis version the index was built by."""
+        data = asdict(self) | {"analysis": ANALYSIS_VERSION}
+        (folder / "settings.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> SearchSettings:
+        data = json.loads((folder / "settings.json").read_text(encoding="utf-8"))
+        if data.pop("analysis", None) != ANALYSIS_VERSION:
+            raise ShopsenseError(
+                f"{folder} was indexed by an earlier shopsense that analysed text "
+                "differently: build it again with `shopsense index`"
+            )
+        return cls(**data)
 
     def synonym_map(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -169,7 +184,7 @@ class SearchEngine:
         if not (folder / "settings.json").is_file():
             raise ShopsenseError(f"{folder} is not a search index (no settings.json)")
         self.folder = folder
-        self.settings = SearchSettings(**json.loads((folder / "settings.json").read_text()))
+        self.settings = SearchSettings.load(folder)
         self.catalog = Catalog.load(folder)
         self.lexical = LexicalIndex(folder / "tantivy")
         self.vocabulary = Vocabulary.load(folder / "vocabulary.json")
@@ -478,9 +493,7 @@ class SearchEngine:
             self.vectors = vectors
             self.encoder = QueryEncoder(model_path, self.settings.int8_queries)
             self._save()
-            (self.folder / "settings.json").write_text(
-                json.dumps(asdict(self.settings), indent=2), encoding="utf-8"
-            )
+            self.settings.save(self.folder)
 
     def delete(self, item_ids: list[str]) -> int:
         with self._changes.exclusive():
@@ -644,7 +657,7 @@ def build_index(
         vectors = VectorIndex.create(catalog.n_rows, settings.hnsw_above)
         vectors.add(_embed(catalog, rows, out, settings, progress))
         vectors.save(out / "vectors.faiss")
-    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
+    settings.save(out)
     return SearchEngine(out, semantic=semantic)
 
 
