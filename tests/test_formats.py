@@ -72,6 +72,8 @@ def test_homedepot_catalog(real_data, tmp_path):
     assert report["items"]["accepted"] == 54_667 and report["input_rows"] == 0
     ds = Dataset.load(tmp_path / "h")
     assert ds.items["title"].iloc[ds.item_index("100001")] == "Simpson Strong-Tie 12-Gauge Angle"
+    assert not ds.items["title"].str.contains("&#39;|&amp;|&quot;").any()  # read as ' & "
+    assert ds.items["title"].str.contains("'", regex=False).any()
 
 
 ML100K_DATA = "1\t10\t5\t881250949\n1\t20\t3\t881250950\n2\t10\t4\t881250951\n"

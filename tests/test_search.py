@@ -125,6 +125,15 @@ def test_query_units_meet_the_titles_spelling(store, tmp_path):
         SearchEngine(tmp_path / "index")
 
 
+def test_words_written_apart_meet_words_written_as_one(store, tmp_path):
+    titles = ["ClosetMaid Wire Shelf", "Rust-Oleum Spray Paint", "Closet Rod"]
+    items = store.items.head(3).assign(title=titles)
+    engine = build_index(items, tmp_path / "index", semantic=False)
+    assert engine.search("closet maid shelf").hits[0].title == titles[0]
+    assert [h.title for h in engine.search("rustoleum").hits] == [titles[1]]
+    assert engine.search("rust oleum").hits[0].title == titles[1]
+
+
 def test_typo_budget_follows_word_length():
     vocab = Vocabulary({"lamp": 5, "lamps": 2, "cat": 9, "headphones": 4, "box": 1})
     assert vocab.corrections("lanp") == [("lamp", 1)]  # 4 letters: one edit
@@ -379,7 +388,7 @@ def test_title_terms_are_analysed_when_indexed_and_follow_upserts(store, tmp_pat
     rows = np.random.default_rng(0).permutation(catalog.n_rows)
     ids, lengths = built.gather(rows)
     found = np.split(names[ids], np.cumsum(lengths)[:-1])
-    expected = [terms(t) for t in catalog.items["title"].to_numpy()[rows]]
+    expected = [terms(t, for_index=True) for t in catalog.items["title"].to_numpy()[rows]]
     assert [list(f) for f in found] == expected
     assert built.distinct[rows].tolist() == [len(set(e)) for e in expected]
     assert "华为" in found[list(rows).index(catalog.n_rows - 2)]

@@ -23,7 +23,7 @@ INDEX_TOKENIZER = "en_stem"
 MAX_QUERY_CHARS = 512
 # Bumped whenever the text analysis changes what terms a text gives: an index
 # built by another version would not meet its queries' terms.
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3
 
 # Unit words and their one spelling; each also stands for itself.
 UNITS = {
@@ -80,10 +80,17 @@ def _spaced_unit(match: re.Match[str]) -> str:
     return " " + (UNITS[unit.lower()] if len(unit) > 1 else unit) + " "
 
 
+_HYPHENATED = re.compile(r"\b([^\W\d_]+)-([^\W\d_]+)\b")
+
+
 def segment(text: str, for_index: bool = False) -> str:
     """The text with its measures normalized (``normalize_units``) and spaces
-    between the words of its Chinese runs."""
+    between the words of its Chinese runs. An indexed text also has each
+    hyphenated word joined up ("Rust-Oleum" gives "rustoleum" too), as
+    shoppers type it."""
     text = normalize_units(text)
+    if for_index:
+        text = _HYPHENATED.sub(r"\1-\2 \1\2", text)
     if not CJK.search(text):
         return text
     jieba = jieba_tokenizer()
@@ -105,9 +112,9 @@ def _analyzer(stem: bool):
     return builder.build()
 
 
-def terms(text: str) -> list[str]:
+def terms(text: str, for_index: bool = False) -> list[str]:
     """Index terms of ``text``: what ``en_stem`` makes of the segmented text."""
-    return _analyzer(True).analyze(segment(text))
+    return _analyzer(True).analyze(segment(text, for_index))
 
 
 def words(text: str, for_index: bool = False) -> list[str]:

@@ -314,7 +314,7 @@ class Catalog:
 
 def _title_terms(titles: pd.Series) -> list[str]:
     """Each title's index terms joined by spaces: analysed once, when indexed."""
-    return [" ".join(terms(t)) for t in titles]
+    return [" ".join(terms(t, for_index=True)) for t in titles]
 
 
 def _top(names: list[str], counts: np.ndarray) -> list[dict[str, Any]]:

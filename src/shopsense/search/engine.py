@@ -13,6 +13,7 @@ matches of the query (as Meilisearch's ``maxTotalHits``).
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 import time
@@ -248,6 +249,10 @@ class SearchEngine:
             for synonym in self._synonyms.get(word, []):
                 for w in words(synonym):
                     add(stem(w), s.synonym_weight)
+        # Two words the catalogue writes as one: "closet maid" -> "closetmaid".
+        for first, second in itertools.pairwise(plan_words):
+            if first.isalpha() and second.isalpha() and first + second in self.vocabulary:
+                add(stem(first + second), s.synonym_weight)
         return QueryPlan(query, plan_words, list(weights.items()), corrections, set(weights))
 
     # ------------------------------------------------------------- retrieval

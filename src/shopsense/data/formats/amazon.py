@@ -4,10 +4,9 @@ implies a purchase."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
-from shopsense.data.formats.common import ReadOptions, canonical_items, only_folder
+from shopsense.data.formats.common import ReadOptions, canonical_items, only_folder, unescape_html
 from shopsense.data.sources import (
     Source,
     event_chunks,
@@ -22,8 +21,7 @@ def read(paths: list[Path], options: ReadOptions) -> Source:
     inter = require_file(folder / "interactions.csv", "amazon interactions.csv")
     items_path = require_file(folder / "items.csv", "amazon items.csv")
     items = canonical_items(read_table_whole(read_delimited(items_path, ",")), {})
-    # Titles carry HTML entities (&amp;, &nbsp;) from the scraped pages.
-    items["title"] = items["title"].map(lambda t: html.unescape(t).replace("\xa0", " ") if t else t)
+    items["title"] = unescape_html(items["title"])
 
     def transform(frame):
         frame["type"] = options.default_type or "purchase"

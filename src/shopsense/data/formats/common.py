@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,12 @@ def canonical_items(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFram
     if "attributes" in frame.columns:
         return frame
     return fold_extras(frame, ITEM_COLUMNS, "attributes")
+
+
+def unescape_html(texts: pd.Series) -> pd.Series:
+    """Text scraped from web pages, with its HTML entities (&amp;, &#39;, &nbsp;)
+    read as the characters they stand for: shown as such, and searchable."""
+    return texts.map(lambda t: html.unescape(t).replace("\xa0", " ") if t else t)
 
 
 def canonical_users(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:

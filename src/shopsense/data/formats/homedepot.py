@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from shopsense.data.formats.common import ReadOptions, canonical_items, files_in
+from shopsense.data.formats.common import (
+    ReadOptions,
+    canonical_items,
+    files_in,
+    unescape_html,
+)
 from shopsense.data.sources import Source, read_delimited, read_table_whole
 
 
@@ -22,7 +27,10 @@ def read(paths: list[Path], options: ReadOptions) -> Source:
                 "product_description": "description",
             }
         )
-        frames.append(canonical_items(frame, {}))
+        items = canonical_items(frame, {})
+        for column in {"title", "description"} & set(items.columns):
+            items[column] = unescape_html(items[column])
+        frames.append(items)
     return Source(
         name="homedepot",
         events=iter(()),
