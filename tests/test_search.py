@@ -132,6 +132,8 @@ def test_words_written_apart_meet_words_written_as_one(store, tmp_path):
     assert engine.search("closet maid shelf").hits[0].title == titles[0]
     assert [h.title for h in engine.search("rustoleum").hits] == [titles[1]]
     assert engine.search("rust oleum").hits[0].title == titles[1]
+    run_together = engine.search("closetrod")  # neither a word of the catalogue nor a typo of one
+    assert run_together.hits[0].title == titles[2] and run_together.did_you_mean == "closet rod"
 
 
 def test_typo_budget_follows_word_length():
@@ -141,6 +143,8 @@ def test_typo_budget_follows_word_length():
     assert vocab.corrections("lanps") == [("lamps", 1)]
     assert vocab.corrections("cot") == []  # 3 letters: no typo allowed
     assert vocab.corrections("haedphnes") == [("headphones", 2)]  # 9 letters: two edits
+    assert vocab.split("lampbox") == ("lamp", "box") and vocab.split("lampcat") == ("lamp", "cat")
+    assert vocab.split("lampxx") is None and vocab.split("lamp2box") is None
     assert vocab.corrections("hdphnes") == []  # 7 letters: one edit only, and it is three
     assert vocab.corrections("1234") == []  # numbers match exactly
 

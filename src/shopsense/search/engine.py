@@ -244,8 +244,11 @@ class SearchEngine:
                 found = self.vocabulary.corrections(word)
                 for fixed, edits in found:
                     add(stem(fixed), s.typo_weight / edits)
-                if found:
-                    corrections[word] = found[0][0]
+                parts = self.vocabulary.split(word)
+                for part in parts or ():
+                    add(stem(part), s.synonym_weight)
+                if found or parts:
+                    corrections[word] = found[0][0] if found else " ".join(parts)
             for synonym in self._synonyms.get(word, []):
                 for w in words(synonym):
                     add(stem(w), s.synonym_weight)

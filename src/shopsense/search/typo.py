@@ -58,6 +58,19 @@ class Vocabulary:
     def __contains__(self, word: str) -> bool:
         return word in self.counts
 
+    def split(self, word: str, shortest: int = 3) -> tuple[str, str] | None:
+        """Two catalogue words that ``word`` runs together ("wiremesh" -> "wire",
+        "mesh"), each at least ``shortest`` letters; of several splits, the one
+        whose rarer half is the most common."""
+        if not word.isalpha():
+            return None
+        splits = [
+            (min(self.counts.get(word[:i], 0), self.counts.get(word[i:], 0)), i)
+            for i in range(shortest, len(word) - shortest + 1)
+        ]
+        count, at = max(splits, default=(0, 0))
+        return (word[:at], word[at:]) if count else None
+
     def corrections(self, word: str) -> list[tuple[str, int]]:
         """Up to three catalog words within the allowed edits, as (word, edits),
         nearest first, then most frequent."""
