@@ -56,11 +56,8 @@ UNITS = {
     "x": "x",
 }
 _UNIT_NAMES = "|".join(sorted(UNITS, key=len, reverse=True))
-# A number with a unit written onto it ("24in", "18V", "4x8") ...
-_JOINED = re.compile(rf"(?<=\d)({_UNIT_NAMES})(?![a-z])", re.IGNORECASE)
-# ... or after a space, for unit words of two letters or more (a lone "W"
-# after a number is as often a width as watts).
-_SPACED = re.compile(rf"(?<=\d)\s+({_UNIT_NAMES})(?![a-z])", re.IGNORECASE)
+# A number then a unit, written onto it ("24in", "18V", "4x8") or after spaces.
+_MEASURE = re.compile(rf"(?<=\d)(\s*)({_UNIT_NAMES})(?![a-z])", re.IGNORECASE)
 _TIMES = re.compile(r"(?<![a-z])x(?=\d)", re.IGNORECASE)  # "1 x4"
 _INCH_MARK = re.compile(r'(?<=\d)\s*(?:"|\'\'|”)')
 
@@ -70,14 +67,18 @@ def normalize_units(text: str) -> str:
     "24in", "24 inch" and '24"' all read "24 in"; "4x8" and "4 x8" read "4 x 8"."""
     if not any(c.isdigit() for c in text):
         return text
-    text = _TIMES.sub("x ", _INCH_MARK.sub(" in ", text))
-    text = _JOINED.sub(lambda m: " " + UNITS[m.group(1).lower()] + " ", text)
-    return _SPACED.sub(_spaced_unit, text)
+    if '"' in text or "'" in text or "”" in text:
+        text = _INCH_MARK.sub(" in ", text)
+    if "x" in text or "X" in text:
+        text = _TIMES.sub("x ", text)
+    return _MEASURE.sub(_unit, text)
 
 
-def _spaced_unit(match: re.Match[str]) -> str:
-    unit = match.group(1)
-    return " " + (UNITS[unit.lower()] if len(unit) > 1 else unit) + " "
+def _unit(match: re.Match[str]) -> str:
+    """A unit's one spelling; a lone letter after a space stays as it is (a
+    "W" after a number is as often a width as watts)."""
+    space, unit = match.groups()
+    return " " + (unit if space and len(unit) == 1 else UNITS[unit.lower()]) + " "
 
 
 _HYPHENATED = re.compile(r"\b([^\W\d_]+)-([^\W\d_]+)\b")
