@@ -90,7 +90,7 @@ def segment(text: str, for_index: bool = False) -> str:
     hyphenated word joined up ("Rust-Oleum" gives "rustoleum" too), as
     shoppers type it."""
     text = normalize_units(text)
-    if for_index:
+    if for_index and "-" in text:
         text = _HYPHENATED.sub(r"\1-\2 \1\2", text)
     if not CJK.search(text):
         return text
