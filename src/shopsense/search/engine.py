@@ -89,7 +89,7 @@ class SearchSettings:
         data = json.loads((folder / "settings.json").read_text(encoding="utf-8"))
         if data.pop("analysis", None) != ANALYSIS_VERSION:
             raise ShopsenseError(
-                f"{folder} was indexed by an earlier shopsense that analysed text "
+                f"{folder} was indexed by a shopsense version that analysed text "
                 "differently: build it again with `shopsense index`"
             )
         return cls(**data)
