@@ -225,6 +225,11 @@ def test_semantic_and_hybrid_retrieval(engine, lexical, store):
     assert lexical.search("zzqx").total == 0
     meaning = engine.search(f"a {noun} for me")
     assert meaning.total > 0
+    # The encoder reads a misspelt query as corrected, so both halves of the
+    # hybrid find what the word spelt right finds.
+    typo = noun[0] + noun[2] + noun[1] + noun[3:]
+    assert engine.analyze(typo).semantic_text == noun
+    assert [h.item_id for h in engine.search(typo).hits] == [h.item_id for h in hybrid.hits]
 
 
 @pytest.mark.parametrize("hnsw_above", [10**6, 0])

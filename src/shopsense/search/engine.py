@@ -137,6 +137,12 @@ class QueryPlan:
             return None
         return " ".join(self.corrections.get(w, w) for w in self.words)
 
+    @property
+    def semantic_text(self) -> str:
+        """What the encoder reads: the query as corrected, since a misspelt word
+        is split into word pieces that carry little of its meaning."""
+        return self.did_you_mean or self.text
+
 
 @dataclass
 class Candidates:
@@ -400,7 +406,7 @@ class SearchEngine:
         personalization: float | None,
         sort: str,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        vector = self.encode(plan.text)
+        vector = self.encode(plan.semantic_text)
         found = self.retrieve(plan, vector, filters)
         facet_rows = found.rows
         if filters.active():

@@ -356,7 +356,7 @@ def training_data(
     for qid, plan in tqdm(plans.items(), disable=not progress, desc="features"):
         if not plan.terms:
             continue
-        vector = engine.encode(plan.text)
+        vector = engine.encode(plan.semantic_text)
         found = _head(engine.retrieve(plan, vector, Filters()), engine.settings.rerank_depth)
         grades = judgments.grades.get(qid, {})
         labels = np.array(
