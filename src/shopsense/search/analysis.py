@@ -60,12 +60,13 @@ _UNIT_NAMES = "|".join(sorted(UNITS, key=len, reverse=True))
 _MEASURE = re.compile(rf"(?<=\d)(\s*)({_UNIT_NAMES})(?![a-z])", re.IGNORECASE)
 _TIMES = re.compile(r"(?<![a-z])x(?=\d)", re.IGNORECASE)  # "1 x4"
 _INCH_MARK = re.compile(r'(?<=\d)\s*(?:"|\'\'|”)')
+_DIGIT = re.compile(r"\d")
 
 
 def normalize_units(text: str) -> str:
     """``text`` with each measure's unit split from its number and spelt one way:
     "24in", "24 inch" and '24"' all read "24 in"; "4x8" and "4 x8" read "4 x 8"."""
-    if not any(c.isdigit() for c in text):
+    if not _DIGIT.search(text):  # every pass below needs a digit
         return text
     if '"' in text or "'" in text or "”" in text:
         text = _INCH_MARK.sub(" in ", text)
@@ -115,12 +116,18 @@ def _analyzer(stem: bool):
 
 def terms(text: str, for_index: bool = False) -> list[str]:
     """Index terms of ``text``: what ``en_stem`` makes of the segmented text."""
-    return _analyzer(True).analyze(segment(text, for_index))
+    return tokens(segment(text, for_index))
 
 
 def words(text: str, for_index: bool = False) -> list[str]:
     """Lower-cased words before stemming: the vocabulary typos are corrected against."""
-    return _analyzer(False).analyze(segment(text, for_index))
+    return tokens(segment(text, for_index), stemmed=False)
+
+
+def tokens(segmented: str, stemmed: bool = True) -> list[str]:
+    """The terms (or, unstemmed, the words) of a text ``segment`` has already
+    prepared, for an index build that segments each text once and reads it thrice."""
+    return _analyzer(stemmed).analyze(segmented)
 
 
 @lru_cache(maxsize=1 << 16)

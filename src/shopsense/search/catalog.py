@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +22,7 @@ import pyarrow as pa
 
 from shopsense.data.schema import CATEGORY_SEP
 from shopsense.errors import ShopsenseError
-from shopsense.search.analysis import terms
+from shopsense.search.analysis import segment, tokens
 from shopsense.search.titles import TitleTermIndex
 
 PRICE_EDGES = (0.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
@@ -313,8 +314,13 @@ class Catalog:
 
 
 def _title_terms(titles: pd.Series) -> list[str]:
-    """Each title's index terms joined by spaces: analysed once, when indexed."""
-    return [" ".join(terms(t, for_index=True)) for t in titles]
+    """Title terms of rows a build did not segment: upserts, and older indexes."""
+    return title_terms([segment(t, for_index=True) for t in titles])
+
+
+def title_terms(segmented_titles: Iterable[str]) -> list[str]:
+    """Each (segmented) title's index terms joined by spaces: analysed once, when indexed."""
+    return [" ".join(tokens(t)) for t in segmented_titles]
 
 
 def _top(names: list[str], counts: np.ndarray) -> list[dict[str, Any]]:

@@ -30,10 +30,17 @@ from shopsense.concurrency import SharedLock
 from shopsense.errors import ShopsenseError
 from shopsense.features.text import CJK, jieba_tokenizer
 from shopsense.lru import LRUCache
-from shopsense.search.analysis import ANALYSIS_VERSION, MAX_QUERY_CHARS, segment, stem, words
-from shopsense.search.catalog import Catalog, Filters, canonical_catalog
+from shopsense.search.analysis import (
+    ANALYSIS_VERSION,
+    MAX_QUERY_CHARS,
+    segment,
+    stem,
+    tokens,
+    words,
+)
+from shopsense.search.catalog import Catalog, Filters, canonical_catalog, title_terms
 from shopsense.search.fusion import FUSION_METHODS, fuse
-from shopsense.search.lexical import LexicalIndex, item_text
+from shopsense.search.lexical import LexicalIndex, indexed_texts
 from shopsense.search.profiles import UserProfiles
 from shopsense.search.semantic import QueryEncoder, VectorIndex, item_embedding_text
 from shopsense.search.suggest import Suggester, Suggestion
@@ -487,11 +494,12 @@ class SearchEngine:
             new_rows, old_rows = self.catalog.append(items)
             if len(old_rows):
                 self.lexical.delete(old_rows)
-            self.lexical.add(self.catalog, new_rows)
+            texts = indexed_texts(self.catalog.items.iloc[new_rows])
+            self.lexical.add(self.catalog, new_rows, texts)
             if self.vectors is not None:
                 vectors = _embed(self.catalog, new_rows, self.folder, self.settings, progress)
                 self.vectors.add(vectors)
-            self.vocabulary.update(_documents(self.catalog, new_rows))
+            self.vocabulary.update(_vocabulary_documents(texts))
             self._refresh_suggestions()
             self._save()
         return len(new_rows)
@@ -577,15 +585,9 @@ def _highlight_parts(word: str) -> tuple[tuple[str, str], ...]:
 
 
 # ----------------------------------------------------------------- building
-def _documents(catalog: Catalog, rows: np.ndarray) -> list[list[str]]:
-    items = catalog.items
-    cols = [
-        items[c].to_numpy() for c in ("title", "brand", "category", "description", "attributes")
-    ]
-    return [
-        words(f"{cols[0][r]} {item_text(cols[1][r], cols[2][r], cols[3][r], cols[4][r])}", True)
-        for r in rows
-    ]
+def _vocabulary_documents(texts: list[tuple[str, str]]) -> list[list[str]]:
+    """The words (unstemmed) of each item's segmented title and text."""
+    return [tokens(f"{title} {text}", stemmed=False) for title, text in texts]
 
 
 def _embed(
@@ -657,11 +659,13 @@ def build_index(
             str(q): int(n) for q, n in asked.astype(str).str.strip().value_counts().items() if q
         }
         profiles = UserProfiles.from_events(events)
+    texts = indexed_texts(catalog_items)
+    catalog_items["title_terms"] = title_terms(title for title, _ in texts)
     catalog = Catalog(catalog_items)
     rows = np.arange(catalog.n_rows)
-    LexicalIndex(out / "tantivy").add(catalog, rows)
+    LexicalIndex(out / "tantivy").add(catalog, rows, texts)
     Vocabulary.build(
-        _documents(catalog, rows), one_typo=settings.one_typo, two_typos=settings.two_typos
+        _vocabulary_documents(texts), one_typo=settings.one_typo, two_typos=settings.two_typos
     ).save(out / "vocabulary.json")
     (out / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), encoding="utf-8")
     _suggester(catalog, queries).save(out / "suggest.json")

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from shopsense.search.analysis import INDEX_TOKENIZER, segment
 from shopsense.search.catalog import Catalog, Filters, category_prefixes
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 WRITER_HEAP = 128_000_000
 
@@ -53,6 +57,19 @@ def attribute_pairs(attributes: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in attrs.items() if v is not None}
 
 
+def indexed_texts(items: pd.DataFrame) -> list[tuple[str, str]]:
+    """Each item's title and text (``item_text``) as segmented for the index:
+    done once per build, as the lexical index, the title terms and the typo
+    vocabulary all read them."""
+    columns = [
+        items[c].to_numpy() for c in ("title", "brand", "category", "description", "attributes")
+    ]
+    return [
+        (segment(title, for_index=True), segment(item_text(*rest), for_index=True))
+        for title, *rest in zip(*columns, strict=True)
+    ]
+
+
 class LexicalIndex:
     """A tantivy index in ``folder`` over catalog rows."""
 
@@ -64,21 +81,21 @@ class LexicalIndex:
         self.schema = self.index.schema
         self.searcher = self.index.searcher()
 
-    def add(self, catalog: Catalog, rows: np.ndarray) -> None:
+    def add(self, catalog: Catalog, rows: np.ndarray, texts: list[tuple[str, str]]) -> None:
+        """Index ``rows``, whose title and text fields hold ``texts`` (``indexed_texts``)."""
         import tantivy
 
         writer = self.index.writer(WRITER_HEAP, 1)
-        columns = {c: catalog.items[c].to_numpy() for c in ("title", "description", "brand")}
-        columns.update(category=catalog.items["category"].to_numpy())
+        brands = catalog.items["brand"].to_numpy()
+        categories = catalog.items["category"].to_numpy()
         attributes = catalog.items["attributes"].to_numpy()
-        for row in rows.tolist():
-            brand, category = columns["brand"][row], columns["category"][row]
+        for row, (title, text) in zip(rows.tolist(), texts, strict=True):
+            brand, category = brands[row], categories[row]
             pairs = attribute_pairs(attributes[row])
             doc = tantivy.Document()
             doc.add_integer("row", row)
-            doc.add_text("title", segment(columns["title"][row], for_index=True))
-            text = item_text(brand, category, columns["description"][row], attributes[row])
-            doc.add_text("text", segment(text, for_index=True))
+            doc.add_text("title", title)
+            doc.add_text("text", text)
             if brand:
                 doc.add_text("brand", brand)
             for prefix in category_prefixes(category):
