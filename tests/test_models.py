@@ -52,7 +52,7 @@ class TestPureSVD(RecommenderContract):
 
 class TestNMF(RecommenderContract):
     def make_model(self):
-        return NMF(factors=8, max_iter=50)
+        return NMF(factors=8)
 
 
 class TestALS(RecommenderContract):
