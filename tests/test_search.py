@@ -126,10 +126,12 @@ def test_query_units_meet_the_titles_spelling(store, tmp_path):
 
 
 def test_words_written_apart_meet_words_written_as_one(store, tmp_path):
-    titles = ["ClosetMaid Wire Shelf", "Rust-Oleum Spray Paint", "Closet Rod"]
-    items = store.items.head(3).assign(title=titles)
+    titles = ["ClosetMaid Wire Shelf", "Rust-Oleum Spray Paint", "Closet Rod", "Indoor Mat"]
+    items = store.items.head(4).assign(title=titles)
     engine = build_index(items, tmp_path / "index", semantic=False)
     assert engine.search("closet maid shelf").hits[0].title == titles[0]
+    assert "indoor" in dict(engine.analyze("in door mat").terms)
+    assert "indoor" not in dict(engine.analyze("36 in door").terms)  # a measure, then a word
     assert [h.title for h in engine.search("rustoleum").hits] == [titles[1]]
     assert engine.search("rust oleum").hits[0].title == titles[1]
     run_together = engine.search("closetrod")  # neither a word of the catalogue nor a typo of one
@@ -355,6 +357,13 @@ def test_bad_input_is_a_clear_error_or_empty(lexical):
         lexical.search("lamp", page=0)
     for text in ("!!!", "   ", "\x00", "(((", "AND OR NOT", '"unterminated'):
         lexical.search(text)  # no crash, maybe no results
+
+
+def test_a_query_of_no_words_finds_nothing(engine):
+    """Punctuation alone has no terms to match, and its vector is noise."""
+    for text in ("*", "(((", "!?"):
+        assert engine.search(text).total == 0
+    assert engine.search("").total == engine.catalog.live_rows.size  # empty: browse
 
 
 def test_incremental_updates(store, tmp_path):

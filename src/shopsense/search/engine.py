@@ -33,6 +33,7 @@ from shopsense.lru import LRUCache
 from shopsense.search.analysis import (
     ANALYSIS_VERSION,
     MAX_QUERY_CHARS,
+    UNITS,
     segment,
     stem,
     tokens,
@@ -265,8 +266,11 @@ class SearchEngine:
             for synonym in self._synonyms.get(word, []):
                 for w in words(synonym):
                     add(stem(w), s.synonym_weight)
-        # Two words the catalogue writes as one: "closet maid" -> "closetmaid".
-        for first, second in itertools.pairwise(plan_words):
+        # Two words the catalogue writes as one: "closet maid" -> "closetmaid";
+        # but not a measure's unit and the next word ("36 in door" is no "indoor").
+        for i, (first, second) in enumerate(itertools.pairwise(plan_words)):
+            if i and plan_words[i - 1][-1].isdigit() and first in UNITS:
+                continue
             if first.isalpha() and second.isalpha() and first + second in self.vocabulary:
                 add(stem(first + second), s.synonym_weight)
         return QueryPlan(query, plan_words, list(weights.items()), corrections, set(weights))
@@ -413,7 +417,8 @@ class SearchEngine:
         personalization: float | None,
         sort: str,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        vector = self.encode(plan.semantic_text)
+        # A query of no words ("*", "((") matches nothing; its vector would be noise.
+        vector = self.encode(plan.semantic_text) if plan.terms else None
         found = self.retrieve(plan, vector, filters)
         facet_rows = found.rows
         if filters.active():
