@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from shopsense.data.schema import CATEGORY_SEP
 from shopsense.errors import ShopsenseError
-from shopsense.search.analysis import segment, tokens
+from shopsense.search.analysis import tokens
 from shopsense.search.titles import TitleTermIndex
 
 PRICE_EDGES = (0.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
@@ -152,8 +152,6 @@ class Catalog:
         self.items = items.reset_index(drop=True)
         if "deleted" not in self.items:
             self.items["deleted"] = False
-        if "title_terms" not in self.items:  # an index written before the column existed
-            self.items["title_terms"] = _title_terms(self.items["title"])
         self._refresh()
 
     def _refresh(self) -> None:
@@ -284,13 +282,11 @@ class Catalog:
 
     # ------------------------------------------------------------- changes
     def append(self, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Add item versions, replacing live rows with the same ids; returns
-        (new rows, replaced rows)."""
-        items = canonical_catalog(items).drop_duplicates("item_id", keep="last")
+        """Add item versions (canonical, one per id, with their ``title_terms``),
+        replacing live rows with the same ids; returns (new rows, replaced rows)."""
         old = np.array([self.row_of[i] for i in items["item_id"] if i in self.row_of], np.int64)
         self.items.loc[old, "deleted"] = True
         items["deleted"] = False
-        items["title_terms"] = _title_terms(items["title"])
         start = len(self.items)
         self.items = pd.concat([self.items, items], ignore_index=True) if start else items
         if "title_index" in self.__dict__:
@@ -311,11 +307,6 @@ class Catalog:
     @classmethod
     def load(cls, folder: Path) -> Catalog:
         return cls(pd.read_parquet(folder / "catalog.parquet"))
-
-
-def _title_terms(titles: pd.Series) -> list[str]:
-    """Title terms of rows a build did not segment: upserts, and older indexes."""
-    return title_terms([segment(t, for_index=True) for t in titles])
 
 
 def title_terms(segmented_titles: Iterable[str]) -> list[str]:

@@ -496,10 +496,10 @@ class SearchEngine:
     def upsert(self, items: pd.DataFrame, progress: bool = False) -> int:
         """Add or replace items without rebuilding the index; returns how many."""
         with self._changes.exclusive():
+            items, texts = _indexable(items)
             new_rows, old_rows = self.catalog.append(items)
             if len(old_rows):
                 self.lexical.delete(old_rows)
-            texts = indexed_texts(self.catalog.items.iloc[new_rows])
             self.lexical.add(self.catalog, new_rows, texts)
             if self.vectors is not None:
                 vectors = _embed(self.catalog, new_rows, self.folder, self.settings, progress)
@@ -590,6 +590,17 @@ def _highlight_parts(word: str) -> tuple[tuple[str, str], ...]:
 
 
 # ----------------------------------------------------------------- building
+def _indexable(items: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """``items`` in the catalogue's columns, one version per id, with their
+    title terms; and their titles and texts as segmented for the index. Each
+    text is segmented once, for the lexical index, the title terms and the
+    typo vocabulary alike."""
+    frame = canonical_catalog(items).drop_duplicates("item_id", keep="last")
+    texts = indexed_texts(frame)
+    frame["title_terms"] = title_terms(title for title, _ in texts)
+    return frame, texts
+
+
 def _vocabulary_documents(texts: list[tuple[str, str]]) -> list[list[str]]:
     """The words (unstemmed) of each item's segmented title and text."""
     return [tokens(f"{title} {text}", stemmed=False) for title, text in texts]
@@ -647,7 +658,7 @@ def build_index(
     settings = settings or SearchSettings()
     settings.check()
     out.mkdir(parents=True, exist_ok=True)
-    catalog_items = canonical_catalog(items).drop_duplicates("item_id", keep="last")
+    catalog_items, texts = _indexable(items)
     queries: dict[str, int] = {}
     profiles = UserProfiles(pd.DataFrame())
     if events is not None and len(events):
@@ -664,8 +675,6 @@ def build_index(
             str(q): int(n) for q, n in asked.astype(str).str.strip().value_counts().items() if q
         }
         profiles = UserProfiles.from_events(events)
-    texts = indexed_texts(catalog_items)
-    catalog_items["title_terms"] = title_terms(title for title, _ in texts)
     catalog = Catalog(catalog_items)
     rows = np.arange(catalog.n_rows)
     LexicalIndex(out / "tantivy").add(catalog, rows, texts)
