@@ -392,6 +392,19 @@ def test_incremental_updates(store, tmp_path):
     assert "n1" not in {h.item_id for h in SearchEngine(out).search("plimbo kettle").hits}
 
 
+def test_items_with_any_row_labels_are_indexed(store, tmp_path):
+    """A filtered frame skips row labels and one glued by ``pd.concat`` repeats
+    them; neither may cost an item its price."""
+    items = store.items[store.items["price"].notna()]
+    items = pd.concat([items.head(3), items.tail(3)])
+    engine = build_index(items, tmp_path / "i", semantic=False)
+    np.testing.assert_array_equal(engine.catalog.price, items["price"].to_numpy())
+    new = pd.DataFrame({"item_id": ["n1"], "title": ["Zorblax kettle"], "price": [9.5]})
+    engine.upsert(pd.concat([new, new.assign(item_id="n2", price=3.0)]))
+    assert engine.catalog.price[engine.catalog.row_of["n2"]] == 3.0
+    assert engine.search("zorblax").total == 2
+
+
 def test_title_terms_are_analysed_when_indexed_and_follow_upserts(store, tmp_path):
     out = tmp_path / "index"
     engine = build_index(store.items.head(50), out, semantic=False)

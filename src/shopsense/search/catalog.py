@@ -116,6 +116,7 @@ def canonical_catalog(items: pd.DataFrame) -> pd.DataFrame:
     """The catalog columns with defaults, ids as strings."""
     if "item_id" not in items.columns:
         raise ShopsenseError("items need an item_id column")
+    items = items.reset_index(drop=True)  # columns are matched by position, not by row label
     out = pd.DataFrame({"item_id": items["item_id"].astype(str).to_numpy()})
     for col in CATALOG_COLUMNS[1:]:
         if col == "price":
