@@ -23,14 +23,16 @@ from bench.common import OUTPUT, datasets_root, peak_rss_mib
 from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
 from shopsense.data.ingest import ingest
-from shopsense.search.analysis import terms
+from shopsense.search.analysis import INDEX_TOKENIZER, terms, tokens
 from shopsense.search.engine import SearchEngine, SearchSettings, build_index
 from shopsense.search.evaluate import Judgments, evaluate_search, load_judgments, split_queries
 from shopsense.search.finetune import finetune_encoder, training_pairs
+from shopsense.search.lexical import WRITER_HEAP
 from shopsense.search.ranker import train_ranker
 
 CACHE = Path(os.environ.get("SHOPSENSE_EMBEDDING_CACHE", OUTPUT / "cache" / "embeddings"))
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+ANCHOR = "BM25 anchor (tantivy en_stem, OR)"
 DEFAULT = "shopsense default (hybrid, fine-tuned MiniLM, LambdaRank)"
 
 
@@ -55,22 +57,55 @@ def with_typo(query: str, rng: np.random.Generator) -> str:
     return " ".join(words)
 
 
-def bm25_anchor(engine: SearchEngine):
-    """Plain BM25 over titles: the query's en_stem terms OR-ed, nothing else."""
+def bm25_anchor(ids: np.ndarray, titles: list[str], folder: Path):
+    """The issue's anchor as it defines it: a plain tantivy index of the titles
+    with the ``en_stem`` tokenizer, searched with the OR of the query's
+    ``en_stem`` terms. None of shopsense's analysis (measures, compounds) is in
+    it: what that analysis adds counts for shopsense, as it would against a
+    stock Elasticsearch ``match``."""
     import tantivy
 
-    lexical = engine.lexical
-    ids = engine.catalog.items["item_id"].to_numpy()
+    builder = tantivy.SchemaBuilder()
+    builder.add_integer_field("row", stored=True, fast=True)
+    builder.add_text_field("title", tokenizer_name=INDEX_TOKENIZER, index_option="freq")
+    schema = builder.build()
+    folder.mkdir(parents=True)
+    index = tantivy.Index(schema, str(folder))
+    writer = index.writer(WRITER_HEAP, 1)
+    for row, title in enumerate(titles):
+        doc = tantivy.Document()
+        doc.add_integer("row", row)
+        doc.add_text("title", title)
+        writer.add_document(doc)
+    writer.commit()
+    index.reload()
+    searcher = index.searcher()
+    return _or_of_terms(searcher, schema, ids, tokens)
+
+
+def bm25_analysed(engine: SearchEngine):
+    """The same OR of terms over the title field shopsense indexed, with
+    shopsense's analysis on both sides: what BM25 gains from the analysis alone."""
+    return _or_of_terms(
+        engine.lexical.searcher,
+        engine.lexical.schema,
+        engine.catalog.items["item_id"].to_numpy(),
+        terms,
+    )
+
+
+def _or_of_terms(searcher, schema, ids: np.ndarray, analyse):
+    import tantivy
 
     def rank(query: str) -> list[str]:
         clauses = [
-            (tantivy.Occur.Should, tantivy.Query.term_query(lexical.schema, "title", t))
-            for t in dict.fromkeys(terms(query))
+            (tantivy.Occur.Should, tantivy.Query.term_query(schema, "title", t))
+            for t in dict.fromkeys(analyse(query))
         ]
         if not clauses:
             return []
-        hits = lexical.searcher.search(tantivy.Query.boolean_query(clauses), 100).hits
-        rows = lexical.searcher.fast_field_values("row", [a for _, a in hits])
+        hits = searcher.search(tantivy.Query.boolean_query(clauses), 100).hits
+        rows = searcher.fast_field_values("row", [a for _, a in hits])
         return ids[np.asarray(rows, np.int64)].tolist()
 
     return rank
@@ -118,9 +153,16 @@ def home_depot() -> dict:
         torch.set_num_threads(usable_cores())  # building embeds on every core
         engine = build_index(items, Path(tmp) / "index", settings=settings)
         torch.set_num_threads(1)  # queries run on one thread
-        anchor = bm25_anchor(engine)
+        anchor = bm25_anchor(
+            items["item_id"].to_numpy(), items["title"].tolist(), Path(tmp) / "anchor"
+        )
         typos = typo_judgments(held_out)
-        table: dict = {"BM25 anchor (tantivy en_stem, OR)": _both(anchor, held_out, typos)}
+        table: dict = {
+            ANCHOR: _both(anchor, held_out, typos),
+            "BM25 over shopsense's analysis (measures, compounds)": _both(
+                bm25_analysed(engine), held_out, typos
+            ),
+        }
 
         def ours(query: str) -> list[str]:
             return engine.ranked_ids(query, 100)
@@ -227,7 +269,7 @@ def _print_home_depot(out: dict) -> None:
             f"  {name:<52} {c['NDCG@10']:>8.4f} {c['Recall@100']:>7.4f} "
             f"{c['MRR@10']:>7.4f} {typo:>10}"
         )
-    anchor = out["table"]["BM25 anchor (tantivy en_stem, OR)"]
+    anchor = out["table"][ANCHOR]
     default = out["table"][DEFAULT]
     ratio = default["clean"]["NDCG@10"] / anchor["clean"]["NDCG@10"]
     keep = default["one_typo"]["NDCG@10"] / default["clean"]["NDCG@10"]
