@@ -387,7 +387,10 @@ def train_ranker(
     A fixed number of trees, with no queries held back for early stopping: on
     Home Depot's dev queries a 10% stopping set was too noisy to choose by
     (three seeds stopped at 48, 88 and 116 trees). 150 trees at 0.06 did as
-    well on the held-out queries as 300 at 0.03, at half the scoring time."""
+    well on the held-out queries as 300 at 0.03, at half the scoring time.
+    LambdaRank weighs swaps among the first 60 candidates, not LightGBM's 30,
+    and each tree sees half the features: chosen by 5-fold cross-validation
+    within Home Depot's dev queries (NDCG@10 0.4782 -> 0.4810)."""
     import lightgbm
 
     x, y, groups, associations = training_data(engine, judgments, progress)
@@ -397,7 +400,8 @@ def train_ranker(
         "learning_rate": learning_rate,
         "num_leaves": num_leaves,
         "min_data_in_leaf": 20,
-        "feature_fraction": 0.9,
+        "feature_fraction": 0.5,
+        "lambdarank_truncation_level": 60,
         "seed": seed,
         "deterministic": True,
         "num_threads": 1,
