@@ -12,6 +12,7 @@ import click
 
 from shopsense.compute import usable_cores
 from shopsense.errors import ShopsenseError
+from shopsense.search.finetune import EPOCHS
 
 INDEX_OPTION = click.option(
     "--index",
@@ -314,7 +315,7 @@ def train_ranker_command(
 @INDEX_OPTION
 @judgment_files
 @HOLDOUT_OPTION
-@click.option("--epochs", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=EPOCHS, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int)
 def train_encoder_command(
     index_dir: Path, queries: Path, labels: Path, holdout: float, epochs: int, seed: int

@@ -23,6 +23,7 @@ from shopsense.search.evaluate import RELEVANT_GRADE, Judgments
 
 SCALE = 20.0  # cosine similarities scaled before the softmax
 NEGATIVE_GRADE = 1.67  # a product judged at most this is a hard negative for its query
+EPOCHS = 2  # passes over the pairs; what the search benchmark measures
 
 TrainingPair = tuple[str, str, str | None]
 
@@ -55,7 +56,7 @@ def training_pairs(
 def finetune_encoder(
     pairs: list[TrainingPair],
     out: Path,
-    epochs: int = 2,
+    epochs: int = EPOCHS,
     batch_size: int = 64,
     learning_rate: float = 5e-5,
     seed: int = 0,
