@@ -189,7 +189,9 @@ def home_depot() -> dict:
         engine.settings.semantic_weight = SearchSettings().semantic_weight
         table["hybrid, fine-tuned MiniLM"] = {"clean": evaluate_search(ours, held_out)}
         started = time.perf_counter()
+        torch.set_num_threads(usable_cores())  # its cross-fitting fine-tunes two encoders
         engine.ranker = train_ranker(engine, judgments.subset(dev))
+        torch.set_num_threads(1)
         out["ranker_training_seconds"] = round(time.perf_counter() - started, 1)
         table[DEFAULT] = _both(ours, held_out, typos)
         out["default_on_dev_queries_trained_on"] = evaluate_search(ours, judgments.subset(dev))
@@ -302,7 +304,7 @@ def _print_home_depot(out: dict) -> None:
         f"(bar ≤ 60 s); embedding {out['embedding_texts_per_second']} titles/s on "
         f"{usable_cores()} threads; encoder fine-tuning {out['encoder_fine_tuning_seconds']} s, "
         f"re-embedding {out['re_embedding_seconds']} s, ranker training "
-        f"{out['ranker_training_seconds']} s"
+        f"{out['ranker_training_seconds']} s (two fold encoders fine-tuned and embedded in it)"
     )
 
 

@@ -31,6 +31,7 @@ from shopsense.search.ranker import (
     FEATURES,
     exact_terms,
     judgments_from_events,
+    summed,
     train_ranker,
     training_data,
     words_path,
@@ -507,6 +508,24 @@ def test_ranker_learns_from_click_logs(store, index_dir, tmp_path):
         SearchEngine(folder, semantic=False)
 
 
+def test_summed_model_scores_the_sum_of_its_parts(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(400, 6)), rng.integers(0, 4, 400)
+    params = {"objective": "lambdarank", "feature_fraction": 0.5, "verbosity": -1}
+    parts = [
+        lightgbm.train({**params, "seed": k}, lightgbm.Dataset(x, y, group=[40] * 10), 5 + k)
+        for k in range(3)
+    ]
+    whole = summed(parts)
+    assert whole.num_trees() == 5 + 6 + 7
+    expected = sum(part.predict(x) for part in parts)
+    assert not np.allclose(parts[0].predict(x) * 3, expected)  # the seeds made different models
+    np.testing.assert_allclose(whole.predict(x), expected, rtol=1e-12, atol=1e-12)
+    whole.save_model(str(tmp_path / "model.txt"))  # and so does the file it is saved to
+    loaded = lightgbm.Booster(model_file=str(tmp_path / "model.txt"))
+    np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_word_lifts_learn_the_words_judged_titles_use():
     titles = {
         "a": "drywal sheet 4 ft",
@@ -694,6 +713,48 @@ def test_encoder_fine_tuning_moves_queries_toward_their_products(store, tmp_path
         return float(np.mean([encoder.encode(q) @ encoder.encode(t) for q, t, _ in pairs]))
 
     assert mean_similarity(QueryEncoder(str(path))) > mean_similarity(QueryEncoder())
+
+
+def test_ranker_reads_its_queries_through_encoders_that_did_not_learn_them(
+    store, index_dir, tmp_path
+):
+    from shopsense.search.finetune import (
+        finetune_encoder,
+        refit_without,
+        trained_queries,
+        training_pairs,
+    )
+    from shopsense.search.ranker import _readers
+
+    judgments = load_judgments(*_judgment_files(store, tmp_path))
+    titles = dict(zip(store.items["item_id"], store.items["title"], strict=True))
+    path = finetune_encoder(
+        training_pairs(judgments, titles), tmp_path / "encoder", epochs=1, batch_size=8
+    )
+    texts = set(judgments.queries.values())
+    assert trained_queries(str(path)) == texts and trained_queries(None) == set()
+    with pytest.raises(ShopsenseError, match="cannot be fine-tuned again"):
+        refit_without(str(tmp_path / "nowhere"), set(), tmp_path / "x")
+    # The packaged encoder learnt none of these queries: the index reads them all.
+    packaged = SearchEngine(index_dir)
+    assert set(_readers(packaged, judgments, tmp_path / "unused", False).values()) == {packaged}
+
+    folder = tmp_path / "index"
+    shutil.copytree(index_dir, folder)
+    engine = SearchEngine(folder)
+    engine.use_encoder(str(path))
+    readers = _readers(engine, judgments, tmp_path / "folds", False)
+    assert len(set(readers.values())) == 2 and engine not in readers.values()
+    first = np.arange(5)
+    for reader in set(readers.values()):
+        mine = {judgments.queries[q] for q, r in readers.items() if r is reader}
+        learnt = trained_queries(reader.settings.model_path)
+        assert learnt and not learnt & mine and learnt <= texts - mine
+        assert not np.allclose(reader.vectors.vectors(first), engine.vectors.vectors(first))
+    assert SearchSettings.load(folder).model_path == str(path)  # the index is untouched
+    assert engine.search(_noun(store, 0)).hits
+    ranker = train_ranker(engine, judgments, n_estimators=20)
+    assert ranker.booster.num_trees() == 3 * 20  # three seeds, summed in one model
 
 
 def test_real_home_depot_search(real_data, tmp_path):

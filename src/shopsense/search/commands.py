@@ -280,6 +280,13 @@ HOLDOUT_OPTION = click.option(
 )
 @HOLDOUT_OPTION
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--cross-fit/--no-cross-fit",
+    default=True,
+    show_default=True,
+    help="Where the index's encoder was fine-tuned on these queries, read them through "
+    "encoders fine-tuned without them (two more fine-tunings; a better ranker).",
+)
 def train_ranker_command(
     index_dir: Path,
     queries: Path | None,
@@ -287,9 +294,12 @@ def train_ranker_command(
     events_data: Path | None,
     holdout: float,
     seed: int,
+    cross_fit: bool,
 ) -> None:
     """Train the learning-to-rank model of an index, from graded judgments
     (only the dev side of --holdout) or from click logs; it then ranks every search."""
+    import torch
+
     from shopsense.search.ranker import judgments_from_events, train_ranker, words_path
 
     if events_data is not None:
@@ -301,7 +311,8 @@ def train_ranker_command(
     else:
         raise ShopsenseError("give --queries and --labels, or --from-events DATA")
     engine = _open(index_dir)
-    ranker = train_ranker(engine, judgments, seed=seed, progress=_progress())
+    torch.set_num_threads(usable_cores())  # cross-fitting fine-tunes on every core
+    ranker = train_ranker(engine, judgments, seed=seed, cross_fit=cross_fit, progress=_progress())
     path = index_dir / "ranker.txt"
     ranker.save(path)
     click.echo(

@@ -12,6 +12,7 @@ matches of the query (as Meilisearch's ``maxTotalHits``).
 
 from __future__ import annotations
 
+import copy
 import html
 import itertools
 import json
@@ -514,13 +515,33 @@ class SearchEngine:
         store's queries): every item is embedded again with it."""
         with self._changes.exclusive():
             self.settings.model_path = model_path
-            rows = np.arange(self.catalog.n_rows)
-            vectors = VectorIndex.create(self.catalog.n_rows, self.settings.hnsw_above)
-            vectors.add(_embed(self.catalog, rows, self.folder, self.settings, progress))
-            self.vectors = vectors
-            self.encoder = QueryEncoder(model_path, self.settings.int8_queries)
+            self.vectors, self.encoder = self._encoded_with(self.settings, progress)
             self._save()
             self.settings.save(self.folder)
+
+    def with_encoder(
+        self, model_path: str, embedding_cache: Path, progress: bool = False
+    ) -> SearchEngine:
+        """A copy of this engine, in memory only, whose items and queries go
+        through another encoder (its item vectors cached in ``embedding_cache``);
+        the index on disk is untouched. The ranker's training reads its queries
+        through encoders that did not learn from them."""
+        view = copy.copy(self)
+        view.settings = replace(
+            self.settings, model_path=model_path, embedding_cache=str(embedding_cache)
+        )
+        view.vectors, view.encoder = view._encoded_with(view.settings, progress)
+        view._results = LRUCache(RESULT_CACHE)
+        return view
+
+    def _encoded_with(
+        self, settings: SearchSettings, progress: bool
+    ) -> tuple[VectorIndex, QueryEncoder]:
+        """Every item embedded by ``settings``' model, and that model's query encoder."""
+        vectors = VectorIndex.create(self.catalog.n_rows, settings.hnsw_above)
+        rows = np.arange(self.catalog.n_rows)
+        vectors.add(_embed(self.catalog, rows, self.folder, settings, progress))
+        return vectors, QueryEncoder(settings.model_path, settings.int8_queries)
 
     def delete(self, item_ids: list[str]) -> int:
         with self._changes.exclusive():

@@ -7,13 +7,16 @@ in-batch negatives (the multiple-negatives ranking loss) plus, where the
 judgments have one, a product judged poor for the same query (a hard
 negative: it shares the query's words but not its intent), teaches it the
 store's language. Six small layers train on a CPU in minutes. The result is
-saved with sentence-transformers (safetensors weights, JSON configs).
+saved with sentence-transformers (safetensors weights, JSON configs), and
+beside it what it was trained on and how (``RECIPE``, JSON), so a ranker
+trained later can learn from an encoder that did not see its queries.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ from shopsense.search.evaluate import RELEVANT_GRADE, Judgments
 SCALE = 20.0  # cosine similarities scaled before the softmax
 NEGATIVE_GRADE = 1.67  # a product judged at most this is a hard negative for its query
 EPOCHS = 2  # passes over the pairs; what the search benchmark measures
+RECIPE = "shopsense-training.json"  # a fine-tuned encoder's pairs and settings
 
 TrainingPair = tuple[str, str, str | None]
 
@@ -63,7 +67,7 @@ def finetune_encoder(
     base_model: str | None = None,
     progress: bool = False,
 ) -> Path:
-    """Train a copy of the encoder on ``pairs`` and save it to ``out``."""
+    """Train a copy of the encoder on ``pairs`` and save it, with its recipe, to ``out``."""
     import torch
     from tqdm import tqdm
 
@@ -103,7 +107,42 @@ def finetune_encoder(
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out), safe_serialization=True)
+    recipe = {
+        "pairs": pairs,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "base_model": base_model,
+    }
+    (out / RECIPE).write_text(json.dumps(recipe), encoding="utf-8")
     return out
+
+
+def trained_queries(model_path: str | None) -> set[str]:
+    """The query texts a fine-tuned encoder learnt from (none for the packaged
+    model, or for one fine-tuned before recipes were saved)."""
+    recipe = _recipe(model_path)
+    return set() if recipe is None else {query for query, _, _ in recipe["pairs"]}
+
+
+def refit_without(model_path: str, queries: set[str], out: Path, progress: bool = False) -> Path:
+    """Fine-tune again as ``model_path`` was, leaving out the pairs of ``queries``:
+    an encoder that has not seen their answers."""
+    recipe = _recipe(model_path)
+    if recipe is None:
+        raise ShopsenseError(f"{model_path} has no {RECIPE}: it cannot be fine-tuned again")
+    pairs = [(q, t, n) for q, t, n in recipe.pop("pairs") if q not in queries]
+    if not pairs:
+        raise ShopsenseError("no (query, product) pair is left to fine-tune the encoder on")
+    return finetune_encoder(pairs, out, **recipe, progress=progress)
+
+
+def _recipe(model_path: str | None) -> dict | None:
+    path = None if model_path is None else Path(model_path) / RECIPE
+    if path is None or not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _embed(model, texts: list[str]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,8 +23,11 @@ from shopsense.search.analysis import terms
 from shopsense.search.associations import N_LIFT_FEATURES, TermAssociations, TitleWords
 from shopsense.search.catalog import Filters
 from shopsense.search.evaluate import Judgments
+from shopsense.search.finetune import refit_without, trained_queries
 
 if TYPE_CHECKING:
+    import lightgbm
+
     from shopsense.search.engine import Candidates, QueryPlan, SearchEngine
 
 BASE_FEATURES = (
@@ -76,6 +80,7 @@ FEATURES = BASE_FEATURES + tuple(
 CONTEXT = 50  # leading candidates the per-query context is taken over
 GRADE_STEPS = 3  # labels are round((grade - 1) * 3): 0..6 on a 1..3 scale
 FOLDS = 5  # training queries' word lifts come from tables learnt without their fold
+ENCODER_FOLDS = 2  # and their dense scores from encoders fine-tuned without their fold
 NUMBER = re.compile(r"^\d")
 
 
@@ -323,14 +328,59 @@ def _head(found: Candidates, depth: int) -> Candidates:
 
 
 def training_data(
-    engine: SearchEngine, judgments: Judgments, progress: bool = False
+    engine: SearchEngine, judgments: Judgments, cross_fit: bool = True, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, TermAssociations]:
     """(features, integer labels, group sizes) over each query's candidates,
     and the word lifts learnt from all of ``judgments``.
 
     A query's own word lifts come from a table learnt without it (its fold of
     ``FOLDS``): lifts learnt from a query flatter its relevant items, and a
-    model trained on flattered lifts would trust them more than new queries deserve."""
+    model trained on flattered lifts would trust them more than new queries
+    deserve. With ``cross_fit``, its dense scores likewise come from an encoder
+    that did not learn from it (``_readers``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        readers = (
+            _readers(engine, judgments, Path(folder), progress)
+            if cross_fit
+            else dict.fromkeys(judgments.queries, engine)
+        )
+        return _features_and_labels(engine, judgments, readers, progress)
+
+
+def _readers(
+    engine: SearchEngine, judgments: Judgments, folder: Path, progress: bool
+) -> dict[str, SearchEngine]:
+    """The engine that reads each training query. Where the index's encoder was
+    fine-tuned on some of these queries, it scores their relevant items higher
+    than it will a new query's, and a ranker would learn to trust those scores
+    too much. So each of ``ENCODER_FOLDS`` folds of the queries is read through
+    an encoder fine-tuned the same way without the fold (cross-fitting). On Home
+    Depot's held-out queries, NDCG@10 0.4629 -> 0.4666 for one model (mean of
+    three seeds) and 0.4642 -> 0.4668 for three summed."""
+    ids = sorted(judgments.queries)
+    seen = set() if engine.vectors is None else trained_queries(engine.settings.model_path)
+    if not seen & {judgments.queries[q] for q in ids}:
+        return dict.fromkeys(ids, engine)
+    readers: dict[str, SearchEngine] = {}
+    for fold in range(ENCODER_FOLDS):
+        mine = ids[fold::ENCODER_FOLDS]
+        encoder = refit_without(
+            engine.settings.model_path,
+            {judgments.queries[q] for q in mine},
+            folder / f"encoder-{fold}",
+            progress,
+        )
+        reader = engine.with_encoder(str(encoder), folder / "embeddings", progress)
+        readers.update(dict.fromkeys(mine, reader))
+    return readers
+
+
+def _features_and_labels(
+    engine: SearchEngine,
+    judgments: Judgments,
+    readers: dict[str, SearchEngine],
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, TermAssociations]:
     from tqdm import tqdm
 
     item_ids = engine.catalog.items["item_id"].to_numpy()
@@ -356,15 +406,16 @@ def training_data(
     for qid, plan in tqdm(plans.items(), disable=not progress, desc="features"):
         if not plan.terms:
             continue
-        vector = engine.encode(plan.semantic_text)
-        found = _head(engine.retrieve(plan, vector, Filters()), engine.settings.rerank_depth)
+        reader = readers[qid]
+        vector = reader.encode(plan.semantic_text)
+        found = _head(reader.retrieve(plan, vector, Filters()), engine.settings.rerank_depth)
         grades = judgments.grades.get(qid, {})
         labels = np.array(
             [round((grades.get(i, 1.0) - 1.0) * GRADE_STEPS) for i in item_ids[found.rows]]
         )
         if len(found.rows) < 2 or labels.max() <= 0:
             continue  # nothing to learn from this query's order
-        xs.append(rankers[fold_of[qid]].features(engine, plan, vector, found))
+        xs.append(rankers[fold_of[qid]].features(reader, plan, vector, found))
         ys.append(labels)
         groups.append(len(labels))
     if not groups:
@@ -379,10 +430,16 @@ def train_ranker(
     n_estimators: int = 150,
     learning_rate: float = 0.06,
     num_leaves: int = 31,
+    n_models: int = 3,
     seed: int = 0,
+    cross_fit: bool = True,
     progress: bool = False,
 ) -> Ranker:
-    """Fit LambdaRank on ``judgments`` (gain linear in the grade, as the metric).
+    """Fit LambdaRank on ``judgments`` (gain linear in the grade, as the metric),
+    ``n_models`` times from seeds ``seed``, ``seed + 1``, ...; the ranker scores
+    by their sum. Each tree sees half the features, so the models differ, and
+    their sum is steadier than any one: +0.001 NDCG@10 on Home Depot, both by
+    cross-validation within the dev queries and on the held-out ones.
 
     A fixed number of trees, with no queries held back for early stopping: on
     Home Depot's dev queries a 10% stopping set was too noisy to choose by
@@ -394,7 +451,7 @@ def train_ranker(
     held-out queries it is neutral (within 0.0005, three seeds, two encoders)."""
     import lightgbm
 
-    x, y, groups, associations = training_data(engine, judgments, progress)
+    x, y, groups, associations = training_data(engine, judgments, cross_fit, progress)
     params = {
         "objective": "lambdarank",
         "label_gain": list(range(2 * GRADE_STEPS + 1)),
@@ -403,13 +460,38 @@ def train_ranker(
         "min_data_in_leaf": 20,
         "feature_fraction": 0.5,
         "lambdarank_truncation_level": 60,
-        "seed": seed,
         "deterministic": True,
         "num_threads": 1,
         "verbosity": -1,
     }
     train = lightgbm.Dataset(x, y, group=groups, feature_name=list(FEATURES))
-    return Ranker(lightgbm.train(params, train, n_estimators), associations)
+    models = [
+        lightgbm.train({**params, "seed": seed + k}, train, n_estimators) for k in range(n_models)
+    ]
+    return Ranker(summed(models), associations)
+
+
+def summed(boosters: list[lightgbm.Booster]) -> lightgbm.Booster:
+    """One LightGBM model holding every tree of ``boosters``. A model's score is
+    the sum of its trees', so this one scores the sum of theirs, and an ensemble
+    is saved, loaded and scored as a single model file."""
+    import lightgbm
+
+    texts = [b.model_to_string() for b in boosters]
+    trees = [tree for text in texts for tree in _trees(text)]
+    renumbered = [f"Tree={i}\n" + tree.partition("\n")[2] for i, tree in enumerate(trees)]
+    head = texts[0][: texts[0].index("\nTree=0\n") + 1]
+    sizes = "tree_sizes=" + " ".join(str(len(t.encode())) for t in renumbered)
+    head = re.sub(r"^tree_sizes=.*$", sizes, head, count=1, flags=re.MULTILINE)
+    tail = texts[0][texts[0].index("end of trees") :]
+    return lightgbm.Booster(model_str=head + "".join(renumbered) + tail)
+
+
+def _trees(model_text: str) -> list[str]:
+    """The ``Tree=`` sections of a LightGBM text model, each with its blank lines."""
+    body = model_text[model_text.index("\nTree=0\n") + 1 : model_text.index("end of trees")]
+    starts = [m.start() for m in re.finditer(r"^Tree=\d+$", body, flags=re.MULTILINE)]
+    return [body[a:b] for a, b in itertools.pairwise([*starts, len(body)])]
 
 
 def judgments_from_events(events: pd.DataFrame) -> Judgments:
