@@ -719,6 +719,7 @@ def test_ranker_reads_its_queries_through_encoders_that_did_not_learn_them(
     store, index_dir, tmp_path
 ):
     from shopsense.search.finetune import (
+        RECIPE,
         finetune_encoder,
         refit_without,
         trained_queries,
@@ -735,6 +736,11 @@ def test_ranker_reads_its_queries_through_encoders_that_did_not_learn_them(
     assert trained_queries(str(path)) == texts and trained_queries(None) == set()
     with pytest.raises(ShopsenseError, match="cannot be fine-tuned again"):
         refit_without(str(tmp_path / "nowhere"), set(), tmp_path / "x")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / RECIPE).write_text('{"pairs": [["a query", "a title", null]]}')
+    with pytest.raises(ShopsenseError, match="not a fine-tuning recipe"):
+        trained_queries(str(broken))  # its settings are missing
     # The packaged encoder learnt none of these queries: the index reads them all.
     packaged = SearchEngine(index_dir)
     assert set(_readers(packaged, judgments, tmp_path / "unused", False).values()) == {packaged}

@@ -28,6 +28,7 @@ SCALE = 20.0  # cosine similarities scaled before the softmax
 NEGATIVE_GRADE = 1.67  # a product judged at most this is a hard negative for its query
 EPOCHS = 2  # passes over the pairs; what the search benchmark measures
 RECIPE = "shopsense-training.json"  # a fine-tuned encoder's pairs and settings
+RECIPE_SETTINGS = ("epochs", "batch_size", "learning_rate", "seed", "base_model")
 
 TrainingPair = tuple[str, str, str | None]
 
@@ -107,14 +108,8 @@ def finetune_encoder(
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out), safe_serialization=True)
-    recipe = {
-        "pairs": pairs,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "seed": seed,
-        "base_model": base_model,
-    }
+    settings = (epochs, batch_size, learning_rate, seed, base_model)
+    recipe = {"pairs": pairs, **dict(zip(RECIPE_SETTINGS, settings, strict=True))}
     (out / RECIPE).write_text(json.dumps(recipe), encoding="utf-8")
     return out
 
@@ -132,7 +127,7 @@ def refit_without(model_path: str, queries: set[str], out: Path, progress: bool 
     recipe = _recipe(model_path)
     if recipe is None:
         raise ShopsenseError(f"{model_path} has no {RECIPE}: it cannot be fine-tuned again")
-    pairs = [(q, t, n) for q, t, n in recipe.pop("pairs") if q not in queries]
+    pairs = [pair for pair in recipe.pop("pairs") if pair[0] not in queries]
     if not pairs:
         raise ShopsenseError("no (query, product) pair is left to fine-tune the encoder on")
     return finetune_encoder(pairs, out, **recipe, progress=progress)
@@ -142,7 +137,15 @@ def _recipe(model_path: str | None) -> dict | None:
     path = None if model_path is None else Path(model_path) / RECIPE
     if path is None or not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        recipe = {key: saved[key] for key in RECIPE_SETTINGS}
+        recipe["pairs"] = [
+            (str(q), str(t), None if n is None else str(n)) for q, t, n in saved["pairs"]
+        ]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ShopsenseError(f"{path} is not a fine-tuning recipe ({e!r})") from None
+    return recipe
 
 
 def _embed(model, texts: list[str]):
