@@ -759,7 +759,7 @@ def test_ranker_reads_its_queries_through_encoders_that_did_not_learn_them(
         assert not np.allclose(reader.vectors.vectors(first), engine.vectors.vectors(first))
     assert SearchSettings.load(folder).model_path == str(path)  # the index is untouched
     assert engine.search(_noun(store, 0)).hits
-    ranker = train_ranker(engine, judgments, n_estimators=20)
+    ranker = train_ranker(engine, judgments, n_estimators=20, n_models=3)
     assert ranker.booster.num_trees() == 3 * 20  # three seeds, summed in one model
 
 
