@@ -478,6 +478,8 @@ def summed(boosters: list[lightgbm.Booster]) -> lightgbm.Booster:
     is saved, loaded and scored as a single model file."""
     import lightgbm
 
+    if len(boosters) == 1:
+        return boosters[0]  # the default: nothing to merge
     texts = [b.model_to_string() for b in boosters]
     trees = [tree for text in texts for tree in _trees(text)]
     renumbered = [f"Tree={i}\n" + tree.partition("\n")[2] for i, tree in enumerate(trees)]
