@@ -109,3 +109,27 @@ def test_sqlite_writes_from_many_threads_all_land_and_a_failed_one_blocks_none(t
         assert sum(pool.map(store.append_events, batches)) == 400
     assert store.event_count() == 400
     store.close()
+
+
+def test_the_change_log_numbers_entries_without_gaps_and_keeps_their_order(state):
+    assert state.last_change() == 0 and state.changes() == []
+    assert state.append_change("items.upsert", [{"item_id": "a", "title": "Ä"}]) == 1
+    assert state.append_change("users.delete", "u1") == 2
+    assert state.append_change("items.delete", ["a"]) == 3
+    assert state.last_change() == 3
+    log = state.changes()
+    assert [(c.seq, c.kind) for c in log] == [(1, "items.upsert"), (2, "users.delete"),
+                                              (3, "items.delete")]  # fmt: skip
+    assert log[0].payload == [{"item_id": "a", "title": "Ä"}] and log[1].payload == "u1"
+    assert [c.seq for c in state.changes(after=1)] == [2, 3]
+    assert [c.seq for c in state.changes(after=1, limit=1)] == [2]
+    assert state.changes(after=3) == []
+
+
+def test_change_log_appends_from_many_threads_get_distinct_consecutive_numbers(state):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        seqs = list(pool.map(lambda n: state.append_change("items.delete", [str(n)]), range(40)))
+    assert sorted(seqs) == list(range(1, 41))
+    assert sorted(c.payload[0] for c in state.changes()) == sorted(str(n) for n in range(40))

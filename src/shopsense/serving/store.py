@@ -8,13 +8,22 @@ or machines that open the same store share that state.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from shopsense.errors import ShopsenseError
 
 RECENT_STEPS = 50
+StoreClass = TypeVar("StoreClass", bound=type)
+
+
+class StoreUnavailable(ShopsenseError):
+    """The state store cannot be reached now (Redis down, SQLite locked or its
+    disk failing): the service answers 503 with ``Retry-After`` and recovers
+    by itself once the store is back."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,22 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log: what every replica applies, in ``seq`` order.
+
+    ``kind`` is one of ``CHANGE_KINDS``; ``payload`` is JSON (items as dicts,
+    ids as strings)."""
+
+    seq: int
+    kind: str
+    payload: Any
+    timestamp: int
+
+
+CHANGE_KINDS = ("items.upsert", "items.delete", "users.delete", "model.reload")
 
 
 @dataclass(frozen=True)
@@ -84,7 +109,46 @@ class StateStore(ABC):
         how many events were removed."""
 
     @abstractmethod
+    def append_change(self, kind: str, payload: Any) -> int:
+        """Durably add an entry to the change log; returns its sequence number
+        (1, 2, 3, … with no gaps: a replica that has applied ``n`` has applied
+        exactly the first ``n``)."""
+
+    @abstractmethod
+    def changes(self, after: int = 0, limit: int = 1000) -> list[Change]:
+        """Change log entries after sequence number ``after``, oldest first."""
+
+    @abstractmethod
+    def last_change(self) -> int:
+        """The sequence number of the newest change (0 for none): one cheap read,
+        made before every request that depends on the log."""
+
+    @abstractmethod
     def close(self) -> None: ...
+
+
+def unavailable_on(*errors: type[Exception]) -> Callable[[StoreClass], StoreClass]:
+    """Class decorator for a backend: its public methods raise ``StoreUnavailable``
+    where the client library raises one of ``errors`` (connection refused, a
+    timeout, a locked database), so callers need to know no backend's errors."""
+
+    def translate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def translated(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except errors as e:
+                raise StoreUnavailable(f"state store unavailable: {e}") from None
+
+        return translated
+
+    def decorate(cls: StoreClass) -> StoreClass:
+        for name, member in list(vars(cls).items()):
+            if callable(member) and not name.startswith("_"):
+                setattr(cls, name, translate(member))
+        return cls
+
+    return decorate
 
 
 def open_store(url: str) -> StateStore:

@@ -10,9 +10,20 @@ atomically. Durability is Redis's: run it with ``appendonly yes`` and
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
+
+import redis
 
 from shopsense.errors import ShopsenseError
-from shopsense.serving.store import RECENT_STEPS, Event, StateStore, Step
+from shopsense.serving.store import (
+    RECENT_STEPS,
+    Change,
+    Event,
+    StateStore,
+    Step,
+    unavailable_on,
+)
 
 PREFIX = "shopsense:"
 STREAM_SEQ = 1_000_000
@@ -36,12 +47,17 @@ return new
 """
 
 
+@unavailable_on(redis.ConnectionError, redis.TimeoutError)
 class RedisStore(StateStore):
-    def __init__(self, url: str) -> None:
-        import redis
+    """The change log is one list: ``RPUSH`` is atomic and answers the list's new
+    length, which is the entry's sequence number (1, 2, … with no gaps)."""
 
+    def __init__(self, url: str) -> None:
         self.url = url
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        # Bounded waits: a Redis that hangs must give 503s, not requests that never end.
+        self._redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
+        )
         try:
             self._redis.ping()
         except redis.RedisError as e:
@@ -116,6 +132,17 @@ class RedisStore(StateStore):
             pipe.hdel(self._key("batch"), user_id)
             pipe.execute()
         return len(doomed)
+
+    def append_change(self, kind: str, payload: Any) -> int:
+        entry = {"kind": kind, "payload": payload, "timestamp": int(time.time())}
+        return int(self._redis.rpush(self._key("changes"), json.dumps(entry, ensure_ascii=False)))
+
+    def changes(self, after: int = 0, limit: int = 1000) -> list[Change]:
+        raw = self._redis.lrange(self._key("changes"), after, after + limit - 1)
+        return [Change(after + 1 + n, **json.loads(entry)) for n, entry in enumerate(raw)]
+
+    def last_change(self) -> int:
+        return int(self._redis.llen(self._key("changes")))
 
     def close(self) -> None:
         self._redis.close()

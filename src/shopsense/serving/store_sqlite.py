@@ -11,10 +11,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from shopsense.errors import ShopsenseError
-from shopsense.serving.store import RECENT_STEPS, Event, StateStore, Step
+from shopsense.serving.store import (
+    RECENT_STEPS,
+    Change,
+    Event,
+    StateStore,
+    Step,
+    unavailable_on,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -39,10 +48,17 @@ CREATE TABLE IF NOT EXISTS recent (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batch (user_id TEXT PRIMARY KEY, items TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    timestamp INTEGER NOT NULL
+);
 """
 COLUMNS = "event_id, user_id, type, timestamp, item_id, session_id, query, request_id"
 
 
+@unavailable_on(sqlite3.OperationalError)
 class SQLiteStore(StateStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -154,6 +170,29 @@ class SQLiteStore(StateStore):
             db.execute("DELETE FROM recent WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM batch WHERE user_id = ?", (user_id,))
         return int(removed)
+
+    # ------------------------------------------------------------- change log
+    def append_change(self, kind: str, payload: Any) -> int:
+        """The next sequence number is taken inside the write transaction
+        (``BEGIN IMMEDIATE`` excludes other writers), so numbers have no gaps."""
+        with self._write() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes").fetchone()[0]
+            db.execute(
+                "INSERT INTO changes VALUES (?, ?, ?, ?)",
+                (seq, kind, json.dumps(payload, ensure_ascii=False), int(time.time())),
+            )
+        return int(seq)
+
+    def changes(self, after: int = 0, limit: int = 1000) -> list[Change]:
+        rows = self._connection().execute(
+            "SELECT seq, kind, payload, timestamp FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+        return [Change(seq, kind, json.loads(payload), ts) for seq, kind, payload, ts in rows]
+
+    def last_change(self) -> int:
+        row = self._connection().execute("SELECT MAX(seq) FROM changes").fetchone()
+        return int(row[0] or 0)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
