@@ -46,7 +46,8 @@ from shopsense.serving.recommendations import (
     RecommendationService,
     model_versions,
 )
-from shopsense.serving.store import Event, open_store
+from shopsense.serving.replica import ChangeFollower, follow, private_index_copy
+from shopsense.serving.store import Change, Event, StoreUnavailable, open_store
 
 LOG = logging.getLogger("shopsense.serving")
 STOREFRONT = Path(__file__).with_name("storefront")
@@ -166,9 +167,20 @@ class Reloaded(BaseModel):
     model_version: str
 
 
+class ItemDeleted(BaseModel):
+    item_id: str
+    deleted: bool = Field(description="false when no such item was in the catalogue")
+
+
 class Health(BaseModel):
     status: str
     model_version: str | None = None
+
+
+class Readiness(Health):
+    replica: str = Field(description="the worker that answered (host:pid:tag)")
+    changes_applied: int = Field(description="change log entries this worker has applied")
+    changes_behind: int = Field(description="logged changes this worker has yet to apply")
 
 
 def invalid(loc: list[str | int], message: str) -> HTTPException:
@@ -178,37 +190,99 @@ def invalid(loc: list[str | int], message: str) -> HTTPException:
 
 # ----------------------------------------------------------------- state
 class Service:
-    """Everything a request reads; ``bundle`` is replaced whole on reload."""
+    """Everything a request reads; ``recommender`` is replaced whole on reload.
+
+    Catalogue changes, user deletions and reloads reach this process only
+    through the change log (``replica``): a route appends an entry and catches
+    up, and so does every other worker sharing the store. The search index is
+    this process's own copy of ``settings.index``."""
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.store = open_store(settings.state)
         self.dataset = Dataset.load(settings.data)
-        self.recommender = RecommendationService(self._newest(), self.store, settings.mode)
+        self.withdrawn_items: set[str] = set()
+        self.deleted_users: set[str] = set()
+        self.recommender = self._recommender(self._newest())
         self.engine = None
         if settings.index is not None:
             from shopsense.search.engine import SearchEngine
             from shopsense.search.semantic import query_threads
 
             query_threads()
-            self.engine = SearchEngine(settings.index)
+            self.engine = SearchEngine(private_index_copy(settings.index))
+            self.engine.settings.embedding_cache = None  # the copy's own (see private_index_copy)
             self.engine.warm()
         self._reload_lock = threading.Lock()
         self.catalog_ids = set(self.dataset.items["item_id"].astype(str))
         self.metrics = Metrics()
+        self.changes = ChangeFollower(self.store, self._apply)
+        self.changes.catch_up()  # a new worker replays the log before its first answer
 
     def _newest(self) -> ModelBundle:
         return ModelBundle(model_versions(self.settings.models)[-1], self.dataset)
 
+    def _recommender(self, bundle: ModelBundle) -> RecommendationService:
+        return RecommendationService(
+            bundle, self.store, self.settings.mode, self.withdrawn_items, self.deleted_users
+        )
+
     def reload(self) -> str:
-        """Load the newest version aside, then swap it in (one reference assignment)."""
+        """Load the newest version aside, then swap it in (one reference assignment);
+        nothing to do when it is the one served."""
         with self._reload_lock:
+            if self.newest_version() == self.recommender.bundle.version:
+                return self.recommender.bundle.version
             bundle = self._newest()
-            self.recommender = RecommendationService(bundle, self.store, self.settings.mode)
+            self.recommender = self._recommender(bundle)
             return bundle.version
 
     def newest_version(self) -> str:
         return model_versions(self.settings.models)[-1].name
+
+    # ------------------------------------------------------------- the change log
+    def change(self, kind: str, payload: Any) -> None:
+        """Log a change and apply it here before returning (read-your-writes)."""
+        self.store.append_change(kind, payload)
+        self.changes.catch_up()
+
+    def _apply(self, changes: list[Change]) -> None:
+        """Apply log entries in order. A run of catalogue changes is applied as
+        one upsert and one delete of each id's last version, so a worker that
+        replays a long log embeds and indexes each item once."""
+        items: dict[str, dict[str, Any] | None] = {}
+        for change in changes:
+            if change.kind == "items.upsert":
+                items.update((item["item_id"], item) for item in change.payload)
+            elif change.kind == "items.delete":
+                items.update((item_id, None) for item_id in change.payload)
+            else:
+                self._apply_items(items)
+                items = {}
+                if change.kind == "users.delete":
+                    self._forget_user(change.payload)
+                elif change.kind == "model.reload":
+                    self.reload()
+        self._apply_items(items)
+
+    def _apply_items(self, items: dict[str, dict[str, Any] | None]) -> None:
+        upserted = [item for item in items.values() if item is not None]
+        deleted = [item_id for item_id, item in items.items() if item is None]
+        if self.engine is not None:
+            if upserted:
+                self.engine.upsert(pd.DataFrame(upserted))
+            if deleted:
+                self.engine.delete(deleted)
+        ids = [item["item_id"] for item in upserted]
+        self.catalog_ids.update(ids)
+        self.withdrawn_items.difference_update(ids)
+        self.catalog_ids.difference_update(deleted)
+        self.withdrawn_items.update(deleted)
+
+    def _forget_user(self, user_id: str) -> None:
+        self.deleted_users.add(user_id)
+        if self.engine is not None:
+            self.engine.profiles.forget(user_id)
 
 
 class LimitsAndMetrics:
@@ -276,7 +350,6 @@ def _watch(service: Service, stop: threading.Event) -> None:
 def create_app(settings: ServiceSettings) -> FastAPI:
     service = Service(settings)
     cpu_slots = ThreadSlots(usable_cores())
-    stop = threading.Event()
 
     async def on_a_core(work: Callable[[], T]) -> T:
         """Run ``work`` (a search, a ranking) on a worker thread, at most one per
@@ -285,10 +358,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        watcher = None
+        stop = threading.Event()
+        threading.Thread(target=follow, args=(service.changes, stop), daemon=True).start()
         if settings.watch_seconds > 0:
-            watcher = threading.Thread(target=_watch, args=(service, stop), daemon=True)
-            watcher.start()
+            threading.Thread(target=_watch, args=(service, stop), daemon=True).start()
         yield
         stop.set()
 
@@ -311,6 +384,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     app.add_middleware(LimitsAndMetrics, metrics=service.metrics)
 
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"{exc}; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
+        )
+
     @app.exception_handler(ShopsenseError)
     async def user_error(request: Request, exc: ShopsenseError) -> JSONResponse:
         return JSONResponse({"detail": invalid(["query"], str(exc)).detail}, status_code=422)
@@ -319,6 +398,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def recommend(
         user_id: str | None, k: int, category: str | None, exclude_seen: bool
     ) -> RecommendationsResponse:
+        service.changes.catch_up()
         rec = service.recommender
         items = rec.recommend(user_id, k, category, exclude_seen)
         return RecommendationsResponse(
@@ -351,8 +431,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def similar_items(
         item_id: Annotated[str, PathParam(max_length=200)], k: K = 10
     ) -> SimilarResponse:
+        def similar() -> list[Recommendation]:
+            service.changes.catch_up()
+            return service.recommender.similar(item_id, k)
+
         try:
-            items = await on_a_core(partial(service.recommender.similar, item_id, k))
+            items = await on_a_core(similar)
         except KeyError:
             raise HTTPException(404, f"unknown item {item_id!r}") from None
         return SimilarResponse(
@@ -398,6 +482,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         q: str, filters: dict[str, Any], sort: str, page: int, per_page: int, user_id: str | None
     ) -> SearchResponse:
         found = engine()
+        service.changes.catch_up()
         if user_id is not None:
             steps = service.store.recent(user_id)
             if steps:
@@ -427,6 +512,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         k: Annotated[int, Query(ge=1, le=20)] = 8,
     ) -> list[SuggestionOut]:
         found = engine()
+        service.changes.catch_up()
         return [SuggestionOut(**asdict(s)) for s in found.suggest(q, k)]
 
     # ------------------------------------------------------------- events
@@ -436,6 +522,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         events = body if isinstance(body, list) else [body]
         if len(events) > MAX_EVENTS:
             raise HTTPException(413, f"at most {MAX_EVENTS} events in one request")
+        service.changes.catch_up()  # an item added on another worker is known here
         now = int(time.time())
         accepted = []
         for n, e in enumerate(events):
@@ -463,24 +550,41 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def upsert_items(items: Annotated[list[ItemIn], Field(max_length=MAX_EVENTS)]) -> ItemsUpserted:
         """Add or replace catalog items (searchable at once; recommendable after the
         next model version)."""
-        frame = pd.DataFrame([i.model_dump() for i in items])
-        if len(frame) and service.engine is not None:
-            service.engine.upsert(frame)
-        service.catalog_ids.update(frame["item_id"] if len(frame) else [])
-        return ItemsUpserted(upserted=len(frame))
+        if items:
+            service.change("items.upsert", [i.model_dump() for i in items])
+        return ItemsUpserted(upserted=len(items))
+
+    @app.delete("/items/{item_id}", response_model=ItemDeleted, dependencies=[Depends(admin)])
+    def delete_item(
+        item_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+    ) -> ItemDeleted:
+        """Withdraw an item: no longer found, suggested or recommended, on every worker."""
+        service.changes.catch_up()
+        known = item_id in service.catalog_ids
+        if known:
+            service.change("items.delete", [item_id])
+        return ItemDeleted(item_id=item_id, deleted=known)
 
     @app.delete("/users/{user_id}", response_model=UserDeleted, dependencies=[Depends(admin)])
     def delete_user(user_id: Annotated[str, PathParam(max_length=200)]) -> UserDeleted:
         """Remove the user's events, session, precomputed list and search profile."""
+        service.change("users.delete", user_id)
         removed = service.store.delete_user(user_id)
-        if service.engine is not None:
-            service.engine.profiles.forget(user_id)
         return UserDeleted(user_id=user_id, events_deleted=removed)
 
     @app.post("/admin/reload", response_model=Reloaded, dependencies=[Depends(admin)])
     def reload() -> Reloaded:
-        """Swap in the newest model version from the registry folder."""
-        return Reloaded(model_version=service.reload())
+        """Swap in the newest model version from the registry folder, on every worker."""
+        try:
+            version = service.reload()
+        except Exception as e:  # a version still being written, or a broken one
+            raise HTTPException(
+                409,
+                f"the newest model version cannot be loaded ({e}); still serving "
+                f"{service.recommender.bundle.version}",
+            ) from None
+        service.change("model.reload", version)
+        return Reloaded(model_version=version)
 
     @app.get("/users", response_model=list[str])
     def known_users(limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> list[str]:
@@ -492,13 +596,18 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def live() -> Health:
         return Health(status="ok")
 
-    @app.get("/health/ready", response_model=Health)
-    def ready() -> Health:
-        try:
-            service.store.counter("ready-check")
-        except Exception as e:  # the store is down: not ready, and say why
-            raise HTTPException(503, f"state store unavailable: {e}") from None
-        return Health(status="ready", model_version=service.recommender.bundle.version)
+    @app.get("/health/ready", response_model=Readiness)
+    def ready() -> Readiness:
+        """Ready when the state store answers; says how far this worker is
+        behind the change log (0 once it has applied every logged change)."""
+        follower = service.changes
+        return Readiness(
+            status="ready",
+            model_version=service.recommender.bundle.version,
+            replica=follower.name,
+            changes_applied=follower.applied,
+            changes_behind=follower.behind(),
+        )
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:

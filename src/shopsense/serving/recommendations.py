@@ -127,19 +127,31 @@ class ModelBundle:
 class RecommendationService:
     """Answers ``recommend`` and ``similar`` for one bundle and a state store."""
 
-    def __init__(self, bundle: ModelBundle, store: StateStore, mode: str = "hybrid") -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        store: StateStore,
+        mode: str = "hybrid",
+        withdrawn_items: set[str] | None = None,
+        deleted_users: set[str] | None = None,
+    ) -> None:
+        """``withdrawn_items`` (deleted from the catalogue since training) are never
+        recommended; ``deleted_users`` are strangers to the model, whatever it
+        learnt of them. Both are read live: the service adds to them."""
         if mode not in MODES:
             raise ShopsenseError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.bundle = bundle
         self.store = store
         self.mode = mode
+        self.withdrawn_items = set() if withdrawn_items is None else withdrawn_items
+        self.deleted_users = set() if deleted_users is None else deleted_users
 
     # ------------------------------------------------------------- recommend
     def recommend(
         self, user_id: str | None, k: int = 10, category: str | None = None, exclude_seen=True
     ) -> list[Recommendation]:
         b = self.bundle
-        user = None if user_id is None else b.user(user_id)
+        user = None if user_id is None or user_id in self.deleted_users else b.user(user_id)
         live = [] if user_id is None else self._live(self.store.recent(user_id))
         allowed = None if category is None else b.in_category(category)
         if self.mode == "online" or user_id is None:
@@ -156,9 +168,14 @@ class RecommendationService:
             scores = masked
         if exclude_seen:
             scores[self._seen(user, live)] = -np.inf
+        scores[self._withdrawn()] = -np.inf
         ids, values = top_k(scores[None, :], k)
         keep = np.isfinite(values[0])
         return self._explain(ids[0][keep], values[0][keep], user, live)
+
+    def _withdrawn(self) -> np.ndarray:
+        rows = [self.bundle.item(i) for i in list(self.withdrawn_items)]
+        return np.array([r for r in rows if r is not None], np.int64)
 
     def _live(self, steps: list[Step]) -> list[tuple[int, str]]:
         """The session's steps on items this model knows, as (row, type)."""
@@ -282,11 +299,13 @@ class RecommendationService:
     # ------------------------------------------------------------- similar
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
         b = self.bundle
-        row = b.item(item_id)
+        row = None if item_id in self.withdrawn_items else b.item(item_id)
         if row is None:
             raise KeyError(item_id)
-        ids, values = b.model.similar_items(np.array([row]), k=k)
-        keep = np.isfinite(values[0])
+        wanted = min(k + len(self.withdrawn_items), b.model.n_items_)
+        ids, values = b.model.similar_items(np.array([row]), k=wanted)
+        keep = np.isfinite(values[0]) & ~np.isin(ids[0], self._withdrawn())
+        keep &= np.cumsum(keep) <= k
         out = self._explain(ids[0][keep], values[0][keep], None, [])
         for rec in out:
             rec.reason = f"similar to {b.titles[row]}"

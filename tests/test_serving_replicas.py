@@ -1,0 +1,158 @@
+"""One truth across workers: two services (as two workers or two machines
+would be) sharing one state store see each other's changes through the change
+log, on both backends, and never write the index they were started with."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from shopsense.models.registry import create_model
+from shopsense.search.engine import build_index
+from shopsense.serving.app import ServiceSettings, create_app
+
+KEY = "replica-key"
+ADMIN = {"Authorization": f"Bearer {KEY}"}
+NEW_ITEM = {"item_id": "zz-new", "title": "Quasar teapot", "category": "Home", "price": 12.5}
+
+
+@pytest.fixture(scope="module")
+def served(store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("replicas")
+    create_model("itemknn").fit(store).save(root / "models" / "v0001")
+    build_index(store.items, root / "index", store.source_events(), semantic=False)
+    return root
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def state(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    import redis
+
+    url = request.getfixturevalue("redis_url")
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def worker(served: Path, store_dir: Path, state: str) -> TestClient:
+    settings = ServiceSettings(
+        data=store_dir,
+        models=served / "models",
+        index=served / "index",
+        state=state,
+        api_key=KEY,
+        watch_seconds=0,
+    )
+    return TestClient(create_app(settings))
+
+
+def index_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def found(client: TestClient, query: str) -> list[str]:
+    response = client.get("/search", params={"q": query})
+    assert response.status_code == 200, response.text
+    return [hit["item_id"] for hit in response.json()["hits"]]
+
+
+def test_a_catalogue_change_on_one_worker_is_seen_by_the_others(served, store_dir, state):
+    before = index_digest(served / "index")
+    with worker(served, store_dir, state) as a, worker(served, store_dir, state) as b:
+        assert a.put("/items", json=[NEW_ITEM], headers=ADMIN).status_code == 200
+        assert found(a, "quasar teapot")[0] == "zz-new"  # read-your-writes
+        assert found(b, "quasar teapot")[0] == "zz-new"  # the other worker, at once
+        event = {"user_id": "shopper", "type": "view", "item_id": "zz-new"}
+        assert b.post("/events", json=event).status_code == 200  # b knows the item
+        ready = b.get("/health/ready").json()
+        assert ready["changes_applied"] == 1 and ready["changes_behind"] == 0
+        assert a.get("/health/ready").json()["replica"] != ready["replica"]
+
+        assert b.delete("/items/zz-new", headers=ADMIN).json() == {
+            "item_id": "zz-new",
+            "deleted": True,
+        }
+        assert "zz-new" not in found(a, "quasar teapot")
+        assert a.post("/events", json=event).status_code == 422
+        assert b.delete("/items/zz-new", headers=ADMIN).json()["deleted"] is False
+    assert index_digest(served / "index") == before  # the started-with index is never written
+
+
+def test_a_new_worker_catches_up_from_the_log(served, store_dir, state):
+    with worker(served, store_dir, state) as a:
+        a.put("/items", json=[NEW_ITEM], headers=ADMIN)
+        renamed = {**NEW_ITEM, "title": "Nebula kettle"}
+        a.put("/items", json=[renamed], headers=ADMIN)
+    with worker(served, store_dir, state) as late:
+        assert found(late, "nebula kettle")[0] == "zz-new"
+        assert "zz-new" not in found(late, "quasar")
+        assert late.get("/health/ready").json()["changes_applied"] == 2
+
+
+def test_a_withdrawn_item_is_never_recommended_on_any_worker(served, store_dir, state, store):
+    popular = store.interactions["item"].value_counts().index[0]
+    item_id = str(store.items["item_id"].iloc[popular])
+    with worker(served, store_dir, state) as a, worker(served, store_dir, state) as b:
+        shown = [i["item_id"] for i in b.get("/recommendations", params={"k": 20}).json()["items"]]
+        assert item_id in shown
+        assert a.delete(f"/items/{item_id}", headers=ADMIN).json()["deleted"] is True
+        for client in (a, b):
+            shown = client.get("/recommendations", params={"k": 20}).json()["items"]
+            assert item_id not in [i["item_id"] for i in shown] and len(shown) == 20
+            assert client.get(f"/items/{item_id}/similar").status_code == 404
+            other = str(store.items["item_id"].iloc[(popular + 1) % store.n_items])
+            similar = client.get(f"/items/{other}/similar", params={"k": 5}).json()["items"]
+            assert item_id not in [i["item_id"] for i in similar]
+
+
+def test_a_user_deleted_on_one_worker_is_a_stranger_on_every_worker(served, store_dir, state,
+                                                                     store):  # fmt: skip
+    counts = store.interactions["user"].value_counts()
+    user_id = str(store.users["user_id"].iloc[counts.index[0]])
+    with worker(served, store_dir, state) as a, worker(served, store_dir, state) as b:
+        reasons = [i["reason"] for i in b.get(f"/recommendations/{user_id}").json()["items"]]
+        assert any(r.startswith("because you") for r in reasons)
+        assert a.delete(f"/users/{user_id}", headers=ADMIN).status_code == 200
+        for client in (a, b):
+            items = client.get(f"/recommendations/{user_id}").json()["items"]
+            assert not any(i["reason"].startswith("because you") for i in items)
+            assert client.app.state.service.engine.profiles.recent(user_id) is None
+
+
+def test_a_broken_newest_version_is_refused_by_reload_and_the_old_one_serves(
+    served, store_dir, state, tmp_path
+):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "v0001").symlink_to(served / "models" / "v0001", target_is_directory=True)
+    settings = ServiceSettings(
+        data=store_dir, models=models, state=state, api_key=KEY, watch_seconds=0
+    )
+    with TestClient(create_app(settings)) as client:
+        half = models / "v0002"
+        half.mkdir()
+        (half / "model.json").write_text('{"name": "itemknn", "par')  # still being written
+        response = client.post("/admin/reload", headers=ADMIN)
+        assert response.status_code == 409 and "v0001" in response.json()["detail"]
+        assert client.get("/recommendations").json()["model_version"] == "v0001"
+
+
+def test_upserts_replayed_in_one_batch_keep_each_ids_last_version(served, store_dir, state):
+    with worker(served, store_dir, state) as a:
+        for n in range(3):
+            a.put("/items", json=[{**NEW_ITEM, "title": f"Version {n} gadget"}], headers=ADMIN)
+        a.delete("/items/zz-new", headers=ADMIN)
+        a.put("/items", json=[{**NEW_ITEM, "title": "Final flask"}], headers=ADMIN)
+    with worker(served, store_dir, state) as late:
+        catalog = late.app.state.service.engine.catalog
+        live = catalog.items.iloc[catalog.live_rows]
+        rows = live[live["item_id"] == "zz-new"]
+        assert rows["title"].tolist() == ["Final flask"]
+        assert found(late, "final flask")[0] == "zz-new"
