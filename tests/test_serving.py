@@ -180,7 +180,7 @@ def test_upserted_items_are_searchable_and_deleted_users_forgotten(client, tmp_p
     event = {"user_id": "leaver", "type": "view", "item_id": "new-1"}
     assert client.post("/events", json=[event, event]).json()["accepted"] == 2
     gone = client.delete("/users/leaver", headers=ADMIN).json()
-    assert gone == {"user_id": "leaver", "events_deleted": 2}
+    assert gone == {"user_id": "leaver", "events_deleted": 2, "files": {}}
     state = open_store(str(tmp_path / "state.db"))
     assert all(e.user_id != "leaver" for _, e in state.events()) and state.recent("leaver") == []
 

@@ -5,14 +5,20 @@ log, on both backends, and never write the index they were started with."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from shopsense.data.dataset import Dataset
+from shopsense.data.erasure import tombstones, user_hash
 from shopsense.models.registry import create_model
 from shopsense.search.engine import build_index
 from shopsense.serving.app import ServiceSettings, create_app
+from shopsense.serving.batch import precompute
+from shopsense.serving.recommendations import ModelBundle
 
 KEY = "replica-key"
 ADMIN = {"Authorization": f"Bearer {KEY}"}
@@ -112,18 +118,52 @@ def test_a_withdrawn_item_is_never_recommended_on_any_worker(served, store_dir, 
             assert item_id not in [i["item_id"] for i in similar]
 
 
-def test_a_user_deleted_on_one_worker_is_a_stranger_on_every_worker(served, store_dir, state,
-                                                                     store):  # fmt: skip
-    counts = store.interactions["user"].value_counts()
+def test_a_deleted_user_leaves_nothing_behind_on_any_worker_or_in_any_file(
+    served, store_dir, state, store, tmp_path
+):
+    data = tmp_path / "data"
+    shutil.copytree(store_dir, data)
+    index = tmp_path / "index"
+    shutil.copytree(served / "index", index)
+    counts = store.events["user"].value_counts()
     user_id = str(store.users["user_id"].iloc[counts.index[0]])
-    with worker(served, store_dir, state) as a, worker(served, store_dir, state) as b:
+    settings = ServiceSettings(data=data, models=served / "models", index=index, state=state,
+                               api_key=KEY, watch_seconds=0)  # fmt: skip
+    bundle = ModelBundle(served / "models" / "v0001", Dataset.load(data))
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        precompute(bundle, a.app.state.service.store, tmp_path / "batch", k=20)
         reasons = [i["reason"] for i in b.get(f"/recommendations/{user_id}").json()["items"]]
         assert any(r.startswith("because you") for r in reasons)
-        assert a.delete(f"/users/{user_id}", headers=ADMIN).status_code == 200
+        a.post("/events", json={"user_id": user_id, "type": "view",
+                                "item_id": str(store.items["item_id"].iloc[0])})  # fmt: skip
+        response = a.delete(f"/users/{user_id}", headers=ADMIN)
+        assert response.status_code == 200
+        answer = response.json()
+        assert answer["events_deleted"] >= 1
+        assert answer["files"][str(data / "events.parquet")] == counts.iloc[0]
+        where = [data / "events.parquet", data / "users.parquet", index / "profiles.parquet",
+                 tmp_path / "batch"]  # fmt: skip
+        assert {str(p) for p in where} <= set(answer["files"])
         for client in (a, b):
             items = client.get(f"/recommendations/{user_id}").json()["items"]
             assert not any(i["reason"].startswith("because you") for i in items)
-            assert client.app.state.service.engine.profiles.recent(user_id) is None
+            service = client.app.state.service
+            assert service.engine.profiles.recent(user_id) is None
+            assert service.store.recent(user_id) == [] and service.store.batch(user_id) is None
+            assert all(e.user_id != user_id for _, e in service.store.events(limit=10**6))
+        again = a.delete(f"/users/{user_id}", headers=ADMIN).json()
+        assert again["events_deleted"] == 0 and again["files"] == {}
+    # Every file, and what the next training run reads.
+    for folder in (data, index, tmp_path / "batch"):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.suffix != ".faiss":
+                assert user_id.encode() not in path.read_bytes(), path
+    retrained = Dataset.load(data)
+    assert user_id not in set(retrained.users["user_id"])
+    assert len(retrained.events) == len(store.events) - counts.iloc[0]
+    assert user_hash(user_id) in tombstones(data)
+    batch = pd.concat(pd.read_parquet(p) for p in (tmp_path / "batch").glob("part-*.parquet"))
+    assert user_id not in set(batch["user_id"])
 
 
 def test_a_broken_newest_version_is_refused_by_reload_and_the_old_one_serves(

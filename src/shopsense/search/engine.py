@@ -54,6 +54,7 @@ PLAN_CACHE = 4096
 # Whole anonymous results pages; a store's frequent queries repeat, and each
 # costs retrieval, the ranker and facets.
 RESULT_CACHE = 2048
+PROFILES_FILE = "profiles.parquet"
 HIGHLIGHT = re.compile(r"[\u3400-\u9fff]+|[^\W_]+", re.UNICODE)
 
 
@@ -205,7 +206,7 @@ class SearchEngine:
         self.lexical = LexicalIndex(folder / "tantivy")
         self.vocabulary = Vocabulary.load(folder / "vocabulary.json")
         self.suggester = Suggester.load(folder / "suggest.json")
-        self.profiles = UserProfiles.load(folder / "profiles.parquet")
+        self.profiles = UserProfiles.load(folder / PROFILES_FILE)
         vectors = folder / "vectors.faiss"
         self.vectors = VectorIndex.load(vectors) if semantic and vectors.is_file() else None
         self.encoder = (
@@ -552,6 +553,12 @@ class SearchEngine:
                 self._save()
         return len(rows)
 
+    def erase_user(self, user_id: str) -> int:
+        """Forget the user's profile, in memory and in the index folder; returns
+        how many of their events the folder's profiles held."""
+        with self._changes.exclusive():
+            return self.profiles.erase(user_id, self.folder / PROFILES_FILE)
+
     def _refresh_suggestions(self) -> None:
         queries = json.loads((self.folder / "queries.json").read_text(encoding="utf-8"))
         self.suggester = _suggester(self.catalog, queries)
@@ -704,7 +711,7 @@ def build_index(
     ).save(out / "vocabulary.json")
     (out / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), encoding="utf-8")
     _suggester(catalog, queries).save(out / "suggest.json")
-    profiles.save(out / "profiles.parquet")
+    profiles.save(out / PROFILES_FILE)
     catalog.save(out)
     if semantic:
         vectors = VectorIndex.create(catalog.n_rows, settings.hnsw_above)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shopsense.data.erasure import replace_file
 from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS
 from shopsense.search.catalog import Catalog
 
@@ -143,6 +144,16 @@ class UserProfiles:
             }
         )
         frame.to_parquet(path, index=False)
+
+    def erase(self, user_id: str, path: Path) -> int:
+        """Forget the user and rewrite the index's file ``path`` without them;
+        returns how many of their events the file held."""
+        span = self._slices.get(user_id)
+        self.forget(user_id)
+        if span is None:
+            return 0
+        replace_file(path, self.save)
+        return span[1] - span[0]
 
     @classmethod
     def load(cls, path: Path) -> UserProfiles:

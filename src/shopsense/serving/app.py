@@ -36,9 +36,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
+from shopsense.data.erasure import derived_folders, erase_user, folder_lock, tombstones, user_hash
 from shopsense.errors import ShopsenseError
 from shopsense.search.analysis import MAX_QUERY_CHARS
-from shopsense.search.engine import Hit
+from shopsense.search.engine import PROFILES_FILE, Hit
+from shopsense.search.profiles import UserProfiles
+from shopsense.serving.batch import erase_user as erase_batch_lists
 from shopsense.serving.metrics import Metrics
 from shopsense.serving.recommendations import (
     ModelBundle,
@@ -160,7 +163,10 @@ class ItemsUpserted(BaseModel):
 
 class UserDeleted(BaseModel):
     user_id: str
-    events_deleted: int
+    events_deleted: int = Field(description="the user's events removed from the state store")
+    files: dict[str, int] = Field(
+        description="rows removed from each file (dataset, search profiles, batch lists)"
+    )
 
 
 class Reloaded(BaseModel):
@@ -282,7 +288,29 @@ class Service:
     def _forget_user(self, user_id: str) -> None:
         self.deleted_users.add(user_id)
         if self.engine is not None:
-            self.engine.profiles.forget(user_id)
+            self.engine.erase_user(user_id)
+        self.erase_files(user_id)
+
+    def erase_files(self, user_id: str) -> dict[str, int]:
+        """Erase the user from the files this machine serves from: the dataset
+        (what the next training reads), the index's profiles and the batch
+        lists derived from the dataset; returns rows removed per file. Done
+        once per machine: the dataset's tombstone, written last, says it is."""
+        data = self.settings.data
+        if user_hash(user_id) in tombstones(data):
+            return {}
+        removed: dict[str, int] = {}
+        index = self.settings.index
+        if index is not None:
+            with folder_lock(index):
+                profiles = index / PROFILES_FILE
+                removed[str(profiles)] = UserProfiles.load(profiles).erase(user_id, profiles)
+        for out in derived_folders(data).get("batch", []):
+            if Path(out).is_dir():
+                with folder_lock(Path(out)):
+                    removed[out] = erase_batch_lists(Path(out), user_id)
+        removed.update((str(data / name), n) for name, n in erase_user(data, user_id).items())
+        return {where: n for where, n in removed.items() if n}
 
 
 class LimitsAndMetrics:
@@ -568,9 +596,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.delete("/users/{user_id}", response_model=UserDeleted, dependencies=[Depends(admin)])
     def delete_user(user_id: Annotated[str, PathParam(max_length=200)]) -> UserDeleted:
         """Remove the user's events, session, precomputed list and search profile."""
+        events = service.store.delete_user(user_id)
+        removed = service.erase_files(user_id)
         service.change("users.delete", user_id)
-        removed = service.store.delete_user(user_id)
-        return UserDeleted(user_id=user_id, events_deleted=removed)
+        return UserDeleted(user_id=user_id, events_deleted=events, files=removed)
 
     @app.post("/admin/reload", response_model=Reloaded, dependencies=[Depends(admin)])
     def reload() -> Reloaded:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from shopsense.data.erasure import erased_users, register_derived, replace_file
 from shopsense.serving.recommendations import ModelBundle
 from shopsense.serving.store import StateStore
 
@@ -33,6 +34,8 @@ def precompute(
     every user and load each part into ``store``; returns the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if bundle.dataset.path is not None:
+        register_derived(bundle.dataset.path, "batch", out)
     manifest = {"model": str(bundle.path), "version": bundle.version, "k": k, "chunk": chunk}
     manifest_path = out / MANIFEST
     if manifest_path.is_file():
@@ -43,6 +46,7 @@ def precompute(
     manifest_path.write_text(json.dumps({**manifest, "complete": False}, indent=2) + "\n")
     model = bundle.model
     user_ids = bundle.dataset.users["user_id"].astype(str).to_numpy()
+    erased = erased_users(bundle.dataset.users)
     k = min(k, model.n_items_)
     starts = range(0, len(user_ids), chunk)
     for start in tqdm(starts, desc="batch", unit=" chunk", disable=not progress):
@@ -60,7 +64,8 @@ def precompute(
                     "score": scores.ravel().astype(np.float32),
                 }
             )
-            frame = frame[np.isfinite(frame["score"])]
+            keep = np.isfinite(frame["score"]) & ~np.isin(np.repeat(users, k), erased)
+            frame = frame[keep]
             partial = part.with_suffix(".partial")
             frame.to_parquet(partial, index=False)
             partial.rename(part)
@@ -76,3 +81,15 @@ def precompute(
     manifest.update(complete=True, users=len(user_ids))
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def erase_user(out: Path, user_id: str) -> int:
+    """Remove ``user_id``'s lists from the parts in ``out``; returns the rows removed."""
+    removed = 0
+    for part in sorted(Path(out).glob("part-*.parquet")):
+        frame = pd.read_parquet(part)
+        doomed = frame["user_id"].astype(str).to_numpy() == user_id
+        if doomed.any():
+            replace_file(part, lambda p, kept=frame[~doomed]: kept.to_parquet(p, index=False))
+            removed += int(doomed.sum())
+    return removed
