@@ -106,3 +106,15 @@ class RecommenderContract:
         model = self.make_model()
         again = create_model(model.name, **model.get_params())
         assert type(again) is type(model)
+
+    def test_forgotten_users_keep_nothing_of_their_own(self, fitted, store, tmp_path):
+        """Two erased users are indistinguishable, in memory and once saved:
+        nothing learnt of either one alone is left."""
+        active = np.flatnonzero(np.diff(store.user_item_matrix().indptr) >= 3)
+        gone = active[:2]
+        fitted.forget_users(gone)
+        fitted.save(tmp_path / "m")
+        for model in (fitted, load_model(tmp_path / "m")):
+            assert model.user_items_[gone].nnz == 0
+            first, second = model.score(gone)
+            np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-6)

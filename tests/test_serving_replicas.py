@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from shopsense.data.dataset import Dataset
 from shopsense.data.erasure import tombstones, user_hash
-from shopsense.models.registry import create_model
+from shopsense.models.registry import create_model, load_model
 from shopsense.search.engine import build_index
 from shopsense.serving.app import ServiceSettings, create_app
 from shopsense.serving.batch import precompute
@@ -125,11 +125,14 @@ def test_a_deleted_user_leaves_nothing_behind_on_any_worker_or_in_any_file(
     shutil.copytree(store_dir, data)
     index = tmp_path / "index"
     shutil.copytree(served / "index", index)
+    models = tmp_path / "models"
+    shutil.copytree(served / "models", models)
     counts = store.events["user"].value_counts()
-    user_id = str(store.users["user_id"].iloc[counts.index[0]])
-    settings = ServiceSettings(data=data, models=served / "models", index=index, state=state,
+    row = counts.index[0]
+    user_id = str(store.users["user_id"].iloc[row])
+    settings = ServiceSettings(data=data, models=models, index=index, state=state,
                                api_key=KEY, watch_seconds=0)  # fmt: skip
-    bundle = ModelBundle(served / "models" / "v0001", Dataset.load(data))
+    bundle = ModelBundle(models / "v0001", Dataset.load(data))
     with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
         precompute(bundle, a.app.state.service.store, tmp_path / "batch", k=20)
         reasons = [i["reason"] for i in b.get(f"/recommendations/{user_id}").json()["items"]]
@@ -142,7 +145,7 @@ def test_a_deleted_user_leaves_nothing_behind_on_any_worker_or_in_any_file(
         assert answer["events_deleted"] >= 1
         assert answer["files"][str(data / "events.parquet")] == counts.iloc[0]
         where = [data / "events.parquet", data / "users.parquet", index / "profiles.parquet",
-                 tmp_path / "batch"]  # fmt: skip
+                 tmp_path / "batch", models / "v0001" / "arrays.safetensors"]  # fmt: skip
         assert {str(p) for p in where} <= set(answer["files"])
         for client in (a, b):
             items = client.get(f"/recommendations/{user_id}").json()["items"]
@@ -162,6 +165,8 @@ def test_a_deleted_user_leaves_nothing_behind_on_any_worker_or_in_any_file(
     assert user_id not in set(retrained.users["user_id"])
     assert len(retrained.events) == len(store.events) - counts.iloc[0]
     assert user_hash(user_id) in tombstones(data)
+    saved = load_model(models / "v0001")
+    assert saved.user_items_[row].nnz == 0 and bundle.model.user_items_[row].nnz > 0
     batch = pd.concat(pd.read_parquet(p) for p in (tmp_path / "batch").glob("part-*.parquet"))
     assert user_id not in set(batch["user_id"])
 

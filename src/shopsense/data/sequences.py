@@ -53,6 +53,16 @@ class Sequences:
             np.concatenate(([0], np.cumsum(lengths))), self.items[take], self.types[take]
         )
 
+    def without(self, users: np.ndarray) -> Sequences:
+        """The same rows with ``users``' emptied."""
+        lengths = np.diff(self.indptr)
+        keep = np.ones(len(self.items), bool)
+        for row in np.asarray(users).tolist():
+            keep[self.indptr[row] : self.indptr[row + 1]] = False
+        lengths[users] = 0
+        indptr = np.concatenate(([0], np.cumsum(lengths))).astype(self.indptr.dtype)
+        return Sequences(indptr, self.items[keep], self.types[keep])
+
     def padded(self, length: int) -> tuple[np.ndarray, np.ndarray]:
         """The last ``length`` steps of each row, right-aligned; items shifted by +1
         and types by +1 so that 0 is padding."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -168,6 +170,30 @@ class Recommender(ABC):
     def _similarity(self, items: np.ndarray) -> np.ndarray:
         """A ``(len(items), n_items)`` similarity array."""
 
+    # ------------------------------------------------------------------ erasure
+    def forget_users(self, users: np.ndarray) -> None:
+        """Erase what the model holds of ``users`` alone: their rows of history
+        and of any learnt per-user state, so a forgotten user scores as one
+        with no past (what they added to shared item state, such as item
+        similarities, stays until the next fit)."""
+        self._check_fitted()
+        users = self._check_ids(users, self.n_users_, "user")
+        self.user_items_ = rows_emptied(self.user_items_, users)
+        self._forget_users(users)
+
+    def erase_users_from(self, path: str | Path, users: np.ndarray) -> None:
+        """``forget_users`` and rewrite the model saved at ``path`` (this model,
+        loaded from there) in place: only the arrays change, and their file is
+        replaced whole, so a reader loads the old model or the new one."""
+        self.forget_users(users)
+        path = Path(path)
+        with tempfile.TemporaryDirectory(dir=path.parent) as aside:
+            self.save(aside)
+            os.replace(Path(aside) / ARRAYS_FILE, path / ARRAYS_FILE)
+
+    def _forget_users(self, users: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """Erase ``users``' rows of the per-user state beyond ``user_items_``."""
+
     # ------------------------------------------------------------------ storage
     def _state(self) -> dict[str, np.ndarray]:
         """Learnt arrays beyond ``user_items_`` (override to add some)."""
@@ -232,3 +258,12 @@ class Recommender(ABC):
         model._set_json_state(doc.get("state", {}))
         model._set_state(arrays)
         return model
+
+
+def rows_emptied(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """``matrix`` with ``rows`` holding no entries (the others as they were)."""
+    keep = np.ones(matrix.shape[0], matrix.dtype)
+    keep[rows] = 0
+    kept = sp.csr_matrix(sp.diags(keep) @ matrix, dtype=matrix.dtype)
+    kept.eliminate_zeros()
+    return kept

@@ -13,6 +13,7 @@ from shopsense.models.base import Recommender
 from shopsense.models.composite import (
     build_parts,
     fit_parts,
+    forget_in_parts,
     normalized,
     part_scores,
     parts_arrays,
@@ -83,6 +84,9 @@ class Blend(Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         return parts_arrays(self.parts_)
+
+    def _forget_users(self, users: np.ndarray) -> None:
+        forget_in_parts(self.parts_, self, users)
 
     def _set_json_state(self, state: dict[str, Any]) -> None:
         self._parts_json = state

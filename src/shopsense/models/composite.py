@@ -35,6 +35,13 @@ def parts_arrays(parts: dict[str, Recommender]) -> dict[str, np.ndarray]:
     return {f"{name}/{k}": v for name, m in parts.items() for k, v in m._state().items()}
 
 
+def forget_in_parts(parts: dict[str, Recommender], parent: Recommender, users: np.ndarray) -> None:
+    """Erase ``users`` from each part, which shares the parent's history."""
+    for model in parts.values():
+        model.user_items_ = parent.user_items_
+        model._forget_users(users)
+
+
 def restore_parts(
     parts: dict[str, Recommender],
     parent: Recommender,

@@ -22,7 +22,7 @@ from shopsense.features.sentence import SentenceEmbedder
 from shopsense.features.text import item_texts
 from shopsense.features.vectorizers import BagOfWords, Tfidf
 from shopsense.features.word2vec import WordEmbeddings
-from shopsense.models.base import Recommender
+from shopsense.models.base import Recommender, rows_emptied
 from shopsense.models.factorization import confidence_matrix
 
 FEATURES = ("tfidf", "bow", "word2vec", "sentence")
@@ -81,6 +81,9 @@ class ContentBased(Recommender):
         profiles = self._profiles(users, history)
         scores = profiles @ self.item_vectors_.T
         return scores.toarray() if sp.issparse(scores) else np.asarray(scores)
+
+    def _forget_users(self, users: np.ndarray) -> None:
+        self.confidence_ = rows_emptied(self.confidence_, users)
 
     def _similarity(self, items: np.ndarray) -> np.ndarray:
         sims = self.item_vectors_[items] @ self.item_vectors_.T

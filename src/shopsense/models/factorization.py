@@ -38,6 +38,10 @@ class FactorModel(Recommender):
     def _similarity_between(self, items: np.ndarray, others: np.ndarray) -> np.ndarray:
         return cosine(self.item_factors_, items, others)
 
+    def _forget_users(self, users: np.ndarray) -> None:
+        self.user_factors_ = self.user_factors_.copy()
+        self.user_factors_[users] = 0.0
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
 

@@ -68,6 +68,13 @@ class NCF(TorchRecommender):
     def _build_net(self) -> None:
         self.net_ = _net(self.n_users_, self.n_items_, self.factors, self.dropout)
 
+    def _forget_users(self, users: np.ndarray) -> None:
+        import torch
+
+        with torch.no_grad():
+            for embedding in (self.net_.user_gmf, self.net_.user_mlp):
+                embedding.weight[torch.as_tensor(users)] = 0.0
+
     def _build(self, dataset: Dataset) -> None:
         self._positives = self.user_items_.tocoo()
         self._build_net()

@@ -260,6 +260,9 @@ class SequenceRecommender(TorchRecommender):
             "seq.types": s.types.astype(np.int8),
         }
 
+    def _forget_users(self, users: np.ndarray) -> None:
+        self.sequences_ = self.sequences_.without(users)
+
     def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:
         self.sequences_ = Sequences(arrays["seq.indptr"], arrays["seq.items"], arrays["seq.types"])
 

@@ -32,6 +32,7 @@ from shopsense.models.base import Recommender
 from shopsense.models.composite import (
     build_parts,
     fit_parts,
+    forget_in_parts,
     normalized,
     part_scores,
     parts_arrays,
@@ -286,6 +287,11 @@ class Rerank(Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**parts_arrays(self.parts_), **self.stats_.arrays()}
+
+    def _forget_users(self, users: np.ndarray) -> None:
+        forget_in_parts(self.parts_, self, users)
+        self.stats_.user_context = self.stats_.user_context.copy()
+        self.stats_.user_context[users] = 0
 
     def _set_json_state(self, state: dict[str, Any]) -> None:
         import lightgbm

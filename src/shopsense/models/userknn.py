@@ -43,6 +43,10 @@ class UserKNN(NeighbourModel):
         dots = (xt[items] @ xt.T).toarray()
         return dots / (norms[items, None] * norms[None, :] + self.shrink + 1e-12)
 
+    def _forget_users(self, users: np.ndarray) -> None:
+        self.user_norms_ = self.user_norms_.copy()
+        self.user_norms_[users] = 0.0
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_norms": self.user_norms_}
 

@@ -36,12 +36,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
-from shopsense.data.erasure import derived_folders, erase_user, folder_lock, tombstones, user_hash
 from shopsense.errors import ShopsenseError
 from shopsense.search.analysis import MAX_QUERY_CHARS
-from shopsense.search.engine import PROFILES_FILE, Hit
-from shopsense.search.profiles import UserProfiles
-from shopsense.serving.batch import erase_user as erase_batch_lists
+from shopsense.search.engine import Hit
+from shopsense.serving.erasure import erase_user_files
 from shopsense.serving.metrics import Metrics
 from shopsense.serving.recommendations import (
     ModelBundle,
@@ -292,25 +290,10 @@ class Service:
         self.erase_files(user_id)
 
     def erase_files(self, user_id: str) -> dict[str, int]:
-        """Erase the user from the files this machine serves from: the dataset
-        (what the next training reads), the index's profiles and the batch
-        lists derived from the dataset; returns rows removed per file. Done
-        once per machine: the dataset's tombstone, written last, says it is."""
-        data = self.settings.data
-        if user_hash(user_id) in tombstones(data):
-            return {}
-        removed: dict[str, int] = {}
-        index = self.settings.index
-        if index is not None:
-            with folder_lock(index):
-                profiles = index / PROFILES_FILE
-                removed[str(profiles)] = UserProfiles.load(profiles).erase(user_id, profiles)
-        for out in derived_folders(data).get("batch", []):
-            if Path(out).is_dir():
-                with folder_lock(Path(out)):
-                    removed[out] = erase_batch_lists(Path(out), user_id)
-        removed.update((str(data / name), n) for name, n in erase_user(data, user_id).items())
-        return {where: n for where, n in removed.items() if n}
+        """Erase the user from the files this machine serves from (``erase_user_files``)."""
+        settings = self.settings
+        user = self.recommender.bundle.user(user_id)
+        return erase_user_files(user_id, user, settings.data, settings.models, settings.index)
 
 
 class LimitsAndMetrics:
