@@ -51,3 +51,44 @@ EVENT_COLUMNS: Final = ("user", "item", "type", "timestamp", "session", "query",
 ``timestamp`` in Unix seconds, ``value`` an optional number (rating, amount)."""
 
 CATEGORY_SEP: Final = " > "
+"""Joins the levels of a category path, from the top: ``"Electronics > Audio"``."""
+
+EVENT_VERBS: Final = {
+    "view": "viewed",
+    "click": "clicked",
+    "cart": "carted",
+    "fav": "liked",
+    "purchase": "bought",
+}
+"""How an explanation names each behaviour ("because you bought …")."""
+
+JUDGMENT_GRADES: Final = {"view": 2.0, "click": 2.33, "fav": 2.5, "cart": 2.67, "purchase": 3.0}
+"""The relevance grade a search session's later behaviour gives an item, on
+the 1-3 scale of human search judgments (Home Depot's): a purchase is as good
+as "relevant", a view what a judge calls half way."""
+
+SEARCH_ACTIONS: Final = ("click", "cart", "purchase")
+"""Behaviours that count as a search leading somewhere (``search_clicks``)."""
+
+
+def category_levels(path: str) -> list[str]:
+    """``"A > B > C"`` → ``["A", "B", "C"]``; blank levels are dropped."""
+    parts = (p.strip() for p in path.split(CATEGORY_SEP.strip())) if path else ()
+    return [p for p in parts if p]
+
+
+def category_prefixes(path: str) -> list[str]:
+    """``"A > B > C"`` → ``["A", "A > B", "A > B > C"]``: each level is filterable."""
+    levels = category_levels(path)
+    return [CATEGORY_SEP.join(levels[: i + 1]) for i in range(len(levels))]
+
+
+def category_leaf(path: str) -> str:
+    """The deepest level of a path ("" for none)."""
+    levels = category_levels(path)
+    return levels[-1] if levels else ""
+
+
+def category_words(path: str) -> str:
+    """The levels of a path as words for a text index: ``"A > B"`` → ``"A B"``."""
+    return " ".join(category_levels(path))

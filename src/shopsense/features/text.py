@@ -11,6 +11,8 @@ from functools import cache
 import pandas as pd
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from shopsense.data.schema import category_words
+
 CJK = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]+")
 WORD = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]+|[a-z0-9]+(?:['\-][a-z0-9]+)*")
 CHINESE_STOP_WORDS = frozenset(
@@ -55,7 +57,8 @@ def item_texts(items: pd.DataFrame) -> list[str]:
     parts = []
     for col in ("title", "brand", "category", "description"):
         if col in items.columns:
-            parts.append(items[col].fillna("").astype(str).str.replace(" > ", " ", regex=False))
+            texts = items[col].fillna("").astype(str)
+            parts.append(texts.map(category_words) if col == "category" else texts)
     if "attributes" in items.columns:
         parts.append(items["attributes"].fillna("{}").map(_attribute_text))
     if not parts:

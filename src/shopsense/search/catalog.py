@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from shopsense.data.schema import CATEGORY_SEP
+from shopsense.data.schema import category_prefixes
 from shopsense.errors import ShopsenseError
 from shopsense.search.analysis import tokens
 from shopsense.search.titles import TitleTermIndex
@@ -103,13 +103,6 @@ def _number(value: Any, name: str) -> float | None:
     if not np.isfinite(number):
         raise ShopsenseError(f"filter {name} takes a finite number")
     return number
-
-
-def category_prefixes(path: str) -> list[str]:
-    """``"A > B > C"`` → ``["A", "A > B", "A > B > C"]``: each level is filterable."""
-    parts = [p.strip() for p in path.split(CATEGORY_SEP.strip())] if path else []
-    parts = [p for p in parts if p]
-    return [CATEGORY_SEP.join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def canonical_catalog(items: pd.DataFrame) -> pd.DataFrame:

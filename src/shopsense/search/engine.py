@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from shopsense.concurrency import SharedLock
+from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS, SEARCH_ACTIONS
 from shopsense.errors import ShopsenseError
 from shopsense.features.text import CJK, jieba_tokenizer
 from shopsense.lru import LRUCache
@@ -678,8 +679,6 @@ def build_index(
     """Index a catalog into the new folder ``out``. ``events`` (source ids:
     user_id, item_id, type, timestamp, query) give popularity, the query log
     for autocomplete and the profiles that personalize."""
-    from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS
-
     out = Path(out)
     if (out / "settings.json").exists():
         raise ShopsenseError(f"{out} already holds an index; choose a new folder")
@@ -726,7 +725,5 @@ def _search_clicks(events: pd.DataFrame) -> pd.Series:
     if "session_id" not in events:
         return pd.Series(dtype=np.float64)
     searched = events["session_id"][events["type"] == "search"].dropna().unique()
-    acted = events[
-        events["type"].isin(["click", "cart", "purchase"]) & events["session_id"].isin(searched)
-    ]
+    acted = events[events["type"].isin(SEARCH_ACTIONS) & events["session_id"].isin(searched)]
     return acted.groupby(acted["item_id"].astype(str)).size().astype(np.float64)

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shopsense.data.schema import category_prefixes, category_words
 from shopsense.search.analysis import INDEX_TOKENIZER, segment
-from shopsense.search.catalog import Catalog, Filters, category_prefixes
+from shopsense.search.catalog import Catalog, Filters
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +42,7 @@ def _schema():
 def item_text(brand: str, category: str, description: str, attributes: str) -> str:
     """What the ``text`` field holds: brand, category words, description and
     attribute values."""
-    parts = [brand, category.replace(">", " "), description]
+    parts = [brand, category_words(category), description]
     parts.extend(v for k, v in attribute_pairs(attributes).items() if k != "language")
     return " ".join(p for p in parts if p)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from shopsense.data.schema import JUDGMENT_GRADES
 from shopsense.errors import ShopsenseError
 from shopsense.search.analysis import terms
 from shopsense.search.associations import N_LIFT_FEATURES, TermAssociations, TitleWords
@@ -501,7 +502,7 @@ def judgments_from_events(events: pd.DataFrame) -> Judgments:
     """Grades from search sessions: for each search query, the items the same
     session went on to click (2.33), cart (2.67) or buy (3); the strongest
     counts. Events are source-id columns user_id, item_id, type, session_id, query."""
-    grade_of = {"click": 2.33, "view": 2.0, "fav": 2.5, "cart": 2.67, "purchase": 3.0}
+    grade_of = JUDGMENT_GRADES
     if "session_id" not in events or "query" not in events:
         raise ShopsenseError("click-log training needs session_id and query columns")
     searches = events[(events["type"] == "search") & events["query"].notna()]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shopsense.data.schema import category_leaf
 from shopsense.errors import ShopsenseError
 from shopsense.features.sentence import DIM, sentence_model
 from shopsense.lru import LRUCache
@@ -31,7 +32,7 @@ EXACT_SUBSET = 20_000
 
 def item_embedding_text(title: str, brand: str, category: str) -> str:
     """What an item's vector encodes: its title, brand and deepest category."""
-    leaf = category.rsplit(">", 1)[-1].strip()
+    leaf = category_leaf(category)
     return " ".join(p for p in (title, brand if brand not in title else "", leaf) if p)
 
 

@@ -22,26 +22,25 @@ import numpy as np
 import scipy.sparse as sp
 
 from shopsense.data.dataset import Dataset
-from shopsense.data.schema import EVENT_CODE
+from shopsense.data.schema import (
+    CATEGORY_SEP,
+    EVENT_CODE,
+    EVENT_VERBS,
+    category_leaf,
+    category_levels,
+    category_prefixes,
+)
 from shopsense.data.sequences import Sequences
 from shopsense.errors import ShopsenseError
 from shopsense.models.base import PARAMS_FILE, Recommender
 from shopsense.models.registry import load_model
 from shopsense.ranking import top_k
-from shopsense.search.catalog import category_prefixes
 from shopsense.serving.store import StateStore, Step
 
 MODES = ("online", "batch", "hybrid")
 SESSION_WEIGHT = 0.5
 SESSION_STEPS = 5
 EXPLAIN_STEPS = 10
-VERBS = {
-    "view": "viewed",
-    "click": "clicked",
-    "cart": "carted",
-    "fav": "liked",
-    "purchase": "bought",
-}
 
 
 @dataclass
@@ -120,7 +119,7 @@ class ModelBundle:
 
     def in_category(self, category: str) -> np.ndarray:
         """Items under ``category`` at any level ("Electronics" or "Electronics > Audio")."""
-        key = " > ".join(p.strip() for p in category.split(">")).lower()
+        key = CATEGORY_SEP.join(category_levels(category)).lower()
         return self._category_rows.get(key, np.empty(0, np.int64))
 
 
@@ -279,10 +278,10 @@ class RecommendationService:
             because = np.nan_to_num(sims, neginf=0.0)
         out = []
         for i, row in enumerate(rows.tolist()):
-            reason = f"popular in {b.categories[row].rsplit('>', 1)[-1].strip() or 'the store'}"
+            reason = f"popular in {category_leaf(b.categories[row]) or 'the store'}"
             if because is not None and because[:, i].max() > 0:
                 past, kind = history[int(because[:, i].argmax())]
-                reason = f"because you {VERBS.get(kind, 'viewed')} {b.titles[past]}"
+                reason = f"because you {EVENT_VERBS.get(kind, 'viewed')} {b.titles[past]}"
             price = float(b.prices[row])
             out.append(
                 Recommendation(
