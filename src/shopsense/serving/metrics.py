@@ -1,18 +1,45 @@
-"""Prometheus metrics of one service process: requests and their latency per
-endpoint, events accepted. Each process has its own registry (a scraper
-sums the workers)."""
+"""Prometheus metrics of the service: requests and their latency per
+endpoint, events accepted, search cache hits, worker processes.
+
+``/metrics`` is the whole service's, whichever worker answers. A service of
+one process renders its own registry. With several (``serve --workers N``)
+each process writes its values to files in one folder, named by
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen
+when prometheus_client is imported), and ``/metrics`` sums the files of all of
+them: a worker that died keeps its counts in the totals, and ``serve``'s
+supervisor drops its live gauges. ``uvicorn --factory`` with several workers
+gets the same totals by setting ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder
+(uvicorn does not drop a dead worker's gauges, so ``shopsense_workers`` may
+count it until the folder is emptied at the next start).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+MULTIPROCESS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        folder = os.environ.get(MULTIPROCESS_FOLDER)
+        self._rendered = self.registry
+        if folder:  # every process's files, read at each scrape
+            self._rendered = CollectorRegistry()
+            MultiProcessCollector(self._rendered, folder)
+        workers = Gauge(
+            "shopsense_workers",
+            "Server processes running (each counts itself while it lives).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        workers.set(1)
         self._requests = Counter(
             "shopsense_requests",
             "HTTP requests by endpoint, method and status.",
@@ -50,4 +77,4 @@ class Metrics:
         self._search_cache.labels("hit" if from_cache else "miss").inc()
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self._rendered), CONTENT_TYPE_LATEST
