@@ -201,3 +201,23 @@ def test_upserts_replayed_in_one_batch_keep_each_ids_last_version(served, store_
         rows = live[live["item_id"] == "zz-new"]
         assert rows["title"].tolist() == ["Final flask"]
         assert found(late, "final flask")[0] == "zz-new"
+
+
+def test_search_leans_toward_the_live_session_on_every_worker(served, store_dir, state, store):
+    """The state store owns a shopper's session: a view posted to one worker
+    personalizes search on the other, and no worker keeps a copy of it."""
+    top = store.items["category"].str.split(" > ").str[0]
+    words = store.items["title"].str.lower().str.split().explode()
+    query = words.value_counts().index[0]  # a word in many categories' titles
+    matching = store.items["title"].str.lower().str.split().map(lambda t: query in t)
+    category = top[matching].value_counts().index[-1]  # the one it shows least of
+    items = store.items["item_id"][top == category].tolist()
+    with worker(served, store_dir, state) as a, worker(served, store_dir, state) as b:
+        anonymous = [h["item_id"] for h in b.get("/search", params={"q": query}).json()["hits"]]
+        events = [{"user_id": "newcomer", "type": "purchase", "item_id": i} for i in items[:5]]
+        assert a.post("/events", json=events).status_code == 200
+        params = {"q": query, "user_id": "newcomer", "per_page": 10}
+        personal = [h["item_id"] for h in b.get("/search", params=params).json()["hits"]]
+        share = sum(i in items for i in personal), sum(i in items for i in anonymous[:10])
+        assert share[0] >= share[1] and personal != anonymous[:10]
+        assert b.app.state.service.engine.profiles.recent("newcomer") is None

@@ -326,11 +326,14 @@ class SearchEngine:
         user_id: str | None = None,
         personalization: float | None = None,
         facets: bool = True,
+        session: pd.DataFrame | None = None,
     ) -> SearchResults:
         """One search: ``query`` (empty to browse), ``filters`` such as
         ``{"brand": ["Acme"], "price_max": 50}``, a sort of ``SORTS``, a page.
-        With ``user_id``, results lean toward the user's categories and brands
-        by ``personalization`` (default: the index setting)."""
+        With ``user_id``, results lean toward the categories and brands of the
+        user's events in the index and of their live ``session`` (item_id,
+        type, timestamp: what they did since), by ``personalization``
+        (default: the index setting)."""
         started = time.perf_counter()
         if not isinstance(query, str):
             raise ShopsenseError("query must be text")
@@ -345,7 +348,7 @@ class SearchEngine:
 
         def answer(_: object = None) -> SearchResults:
             return self._answer(
-                query, filters, sort, page, per_page, user_id, personalization, facets
+                query, filters, sort, page, per_page, user_id, personalization, facets, session
             )
 
         with self._changes.shared():
@@ -377,10 +380,11 @@ class SearchEngine:
         user_id: str | None,
         personalization: float | None,
         facets: bool,
+        session: pd.DataFrame | None,
     ) -> SearchResults:
         plan = self.analyze(query)
         if query:
-            found = self._query(plan, filters, user_id, personalization, sort)
+            found = self._query(plan, filters, user_id, personalization, sort, session)
             rows, score, facet_rows = found
         else:
             live = self.catalog.live_rows
@@ -419,6 +423,7 @@ class SearchEngine:
         user_id: str | None,
         personalization: float | None,
         sort: str,
+        session: pd.DataFrame | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # A query of no words ("*", "((") matches nothing; its vector would be noise.
         vector = self.encode(plan.semantic_text) if plan.terms else None
@@ -433,8 +438,9 @@ class SearchEngine:
         if self.ranker is not None and sort == "relevance" and len(rows):
             rows, score = self.ranker.rerank(self, plan, vector, found)
         strength = self.settings.personalization if personalization is None else personalization
-        if user_id is not None and strength > 0 and user_id in self.profiles and len(rows):
-            affinity = self.profiles.affinity(user_id, self.catalog, rows)
+        known = user_id is not None and (user_id in self.profiles or session is not None)
+        if known and strength > 0 and len(rows):
+            affinity = self.profiles.affinity(user_id, self.catalog, rows, session)
             span = score.max() - score.min()
             base = (score - score.min()) / span if span > 0 else np.ones(len(score))
             top = affinity.max()

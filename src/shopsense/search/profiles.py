@@ -28,11 +28,11 @@ class UserProfiles:
     The users from the index are one frame sorted by user, each user a slice of
     it: a hundred thousand users are a few arrays, not a hundred thousand small
     frames (gigabytes, and millions of objects for the garbage collector to walk).
-    Users whose events arrive live get a small frame of their own."""
+    Events since the index was built are not kept here: the service owns each
+    user's live session (its state store) and passes it with each search."""
 
     def __init__(self, events: pd.DataFrame) -> None:
         """``events``: user_id, item_id, weight, timestamp."""
-        self._live: dict[str, pd.DataFrame] = {}
         if not len(events):
             events = pd.DataFrame(
                 {"user_id": [], "item_id": [], "weight": [], "timestamp": np.empty(0, np.int64)}
@@ -70,48 +70,47 @@ class UserProfiles:
         frame = frame.groupby("user_id", sort=False).tail(RECENT).reset_index(drop=True)
         return cls(frame)
 
-    def recent(self, user_id: str) -> pd.DataFrame | None:
-        """The user's events (item_id, weight, timestamp), oldest first."""
-        if user_id in self._live:
-            return self._live[user_id]
+    def recent(self, user_id: str, session: pd.DataFrame | None = None) -> pd.DataFrame | None:
+        """The user's last ``RECENT`` events (item_id, weight, timestamp), oldest
+        first: those of the index, then ``session`` (item_id, type, timestamp:
+        the events since), or None when there are none."""
         span = self._slices.get(user_id)
-        if span is None:
-            return None
-        a, b = span
-        return pd.DataFrame(
-            {
-                "item_id": self._item_names[self._item_codes[a:b]],
-                "weight": self._weights[a:b],
-                "timestamp": self._timestamps[a:b],
-            }
-        )
-
-    def remember(self, user_id: str, events: pd.DataFrame) -> None:
-        """Add a user's live events (item_id, type, timestamp), keeping the last ``RECENT``."""
-        weights = events["type"].map(DEFAULT_EVENT_WEIGHTS).fillna(0.0)
+        known = None
+        if span is not None:
+            a, b = span
+            known = pd.DataFrame(
+                {
+                    "item_id": self._item_names[self._item_codes[a:b]],
+                    "weight": self._weights[a:b],
+                    "timestamp": self._timestamps[a:b],
+                }
+            )
+        if session is None or not len(session):
+            return known
         fresh = pd.DataFrame(
             {
-                "item_id": events["item_id"].astype(str).to_numpy(),
-                "weight": weights.to_numpy(np.float64),
-                "timestamp": events["timestamp"].to_numpy(np.int64),
+                "item_id": session["item_id"].astype(str).to_numpy(),
+                "weight": session["type"].map(DEFAULT_EVENT_WEIGHTS).fillna(0.0).to_numpy(),
+                "timestamp": session["timestamp"].to_numpy(np.int64),
             }
         )
-        old = self.recent(user_id)
-        both = fresh if old is None else pd.concat([old, fresh], ignore_index=True)
+        both = fresh if known is None else pd.concat([known, fresh], ignore_index=True)
         both = both.drop_duplicates(["item_id", "timestamp"], keep="last")
-        self._live[user_id] = both.sort_values("timestamp", kind="stable").tail(RECENT)
+        return both.sort_values("timestamp", kind="stable").tail(RECENT)
 
     def forget(self, user_id: str) -> None:
-        self._live.pop(user_id, None)
         self._slices.pop(user_id, None)
 
     def __contains__(self, user_id: str) -> bool:
-        return user_id in self._live or user_id in self._slices
+        return user_id in self._slices
 
-    def affinity(self, user_id: str, catalog: Catalog, rows: np.ndarray) -> np.ndarray:
-        """Each row's affinity for the user, 0 for an unknown user."""
+    def affinity(
+        self, user_id: str, catalog: Catalog, rows: np.ndarray, session: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """Each row's affinity for the user (with their live ``session``, as in
+        ``recent``), 0 for a user with no events."""
         out = np.zeros(len(rows), np.float64)
-        events = self.recent(user_id)
+        events = self.recent(user_id, session)
         if events is None or not len(rows):
             return out
         seen = [catalog.row_of.get(i, -1) for i in events["item_id"]]

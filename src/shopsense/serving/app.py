@@ -494,11 +494,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     ) -> SearchResponse:
         found = engine()
         service.changes.catch_up()
-        if user_id is not None:
+        session = None
+        if user_id is not None:  # the state store owns the live session; search reads it
             steps = service.store.recent(user_id)
-            if steps:
-                found.profiles.remember(user_id, pd.DataFrame([asdict(s) for s in steps]))
-        results = found.search(q, filters, sort, page, per_page, user_id=user_id)
+            session = pd.DataFrame([asdict(s) for s in steps]) if steps else None
+        results = found.search(q, filters, sort, page, per_page, user_id=user_id, session=session)
         service.metrics.search_answered(results.from_cache)
         if user_id is not None and q.strip():
             service.store.append_events(
