@@ -142,10 +142,10 @@ def test_events_are_idempotent_and_bad_ones_are_refused(client, store):
     wrong_type = client.post("/events", json={**one, "type": "teleport"})
     assert wrong_type.status_code == 422 and "type" in wrong_type.text
     unknown = client.post("/events", json={**one, "item_id": "nope", "event_id": "e-3"})
-    assert unknown.status_code == 422 and "not in the catalog" in unknown.text
+    assert unknown.status_code == 404 and "not in the catalog" in unknown.text
     assert client.post("/events", json={"user_id": "u", "type": "search"}).status_code == 422
     too_many = [{**one, "event_id": str(n)} for n in range(MAX_EVENTS + 1)]
-    assert client.post("/events", json=too_many).status_code == 413
+    assert client.post("/events", json=too_many).status_code == 422
     huge = client.post(
         "/events",
         content=b"[" + b" " * (2 << 20) + b"]",

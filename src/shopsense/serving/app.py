@@ -14,13 +14,14 @@ import asyncio
 import gc
 import logging
 import os
+import secrets
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -29,10 +30,12 @@ import anyio
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
@@ -40,6 +43,14 @@ from shopsense.errors import ShopsenseError
 from shopsense.search.analysis import MAX_QUERY_CHARS
 from shopsense.search.engine import Hit
 from shopsense.serving.erasure import erase_user_files
+from shopsense.serving.limits import (
+    ANY_ROUTE,
+    Limits,
+    LimitsAndMetrics,
+    declared,
+    listed,
+    short_validation_error,
+)
 from shopsense.serving.metrics import Metrics
 from shopsense.serving.recommendations import (
     ModelBundle,
@@ -52,11 +63,9 @@ from shopsense.serving.store import Change, Event, StoreUnavailable, open_store
 
 LOG = logging.getLogger("shopsense.serving")
 STOREFRONT = Path(__file__).with_name("storefront")
-MAX_BODY_BYTES = 1 << 20
 MAX_EVENTS = 1000
 MAX_K = 100
 T = TypeVar("T")
-EventType = Literal["view", "click", "cart", "fav", "purchase", "search"]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 K = Annotated[int, Query(ge=1, le=MAX_K)]
 Category = Annotated[str | None, Query(max_length=200)]
@@ -72,6 +81,9 @@ class ServiceSettings:
     mode: str = "hybrid"
     api_key: str | None = None
     watch_seconds: float = 5.0
+    limits: Limits = field(default_factory=Limits)
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the API (CORS); none by default."""
 
 
 # ----------------------------------------------------------------- schemas
@@ -117,26 +129,50 @@ class SuggestionOut(BaseModel):
     score: float
 
 
-class EventIn(BaseModel):
-    """A behaviour event. ``event_id`` is the idempotency key: send the same one
-    on a retry and the event is counted once."""
+def _whole(value: Any) -> Any:
+    """``949.0`` as ``949``: JSON Schema counts it an integer, and so does the
+    strict validation of the events."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class _Event(BaseModel):
+    """What every behaviour event has. ``event_id`` is the idempotency key: send
+    the same one on a retry and the event is counted once. Strict types, as the
+    spec says: ``true`` is not a timestamp."""
+
+    model_config = ConfigDict(strict=True)
 
     user_id: Text
-    type: EventType
-    item_id: Text | None = None
-    timestamp: int | None = Field(None, ge=0, le=2**42, description="Seconds since 1970.")
+    timestamp: Annotated[int, Field(ge=0, le=2**42), BeforeValidator(_whole)] | None = Field(
+        None, description="Seconds since 1970."
+    )
     session_id: Text | None = None
-    query: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None
     request_id: Text | None = Field(None, description="The response this event follows.")
     event_id: Text | None = None
 
-    @model_validator(mode="after")
-    def _needs_its_subject(self) -> EventIn:
-        if self.type == "search" and not self.query:
-            raise ValueError("a search event needs a query")
-        if self.type != "search" and self.item_id is None:
-            raise ValueError(f"a {self.type} event needs an item_id")
-        return self
+
+class ItemEvent(_Event):
+    """A view, click, cart, fav or purchase of a catalogue item."""
+
+    type: Literal["view", "click", "cart", "fav", "purchase"]
+    item_id: Text
+    query: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None
+
+
+class SearchEvent(_Event):
+    """A search, by its query (and the item it was about, if any)."""
+
+    type: Literal["search"]
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
+    item_id: Text | None = None
+
+
+EventIn = Annotated[ItemEvent | SearchEvent, Field(discriminator="type")]
+"""An event; its ``type`` says which fields it needs, in the spec as in validation."""
+EventsIn = EventIn | Annotated[list[EventIn], Field(max_length=MAX_EVENTS)]
+ADMIN_ONLY = declared(401, "No valid admin key (Authorization: Bearer KEY), or none configured.")
+NO_INDEX = declared(404, "This service has no search index.")
+Attribute = Annotated[str, Field(pattern=r"^[^:]+:[\s\S]+$")]
 
 
 class EventsAccepted(BaseModel):
@@ -146,6 +182,8 @@ class EventsAccepted(BaseModel):
 
 
 class ItemIn(BaseModel):
+    model_config = ConfigDict(strict=True)  # as the spec says: ``false`` is not a price
+
     item_id: Text
     title: Annotated[str, Field(min_length=1, max_length=1000)]
     description: Annotated[str, Field(max_length=20_000)] = ""
@@ -296,40 +334,6 @@ class Service:
         return erase_user_files(user_id, user, settings.data, settings.models, settings.index)
 
 
-class LimitsAndMetrics:
-    """Refuses bodies over ``MAX_BODY_BYTES`` (413) and times every request for
-    ``/metrics``. Plain ASGI: Starlette's ``BaseHTTPMiddleware`` costs about a
-    millisecond a request."""
-
-    def __init__(self, app, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note(message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            response = JSONResponse(
-                {"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413
-            )
-            await response(scope, receive, send_and_note)
-        else:
-            await self.app(scope, receive, send_and_note)
-        endpoint = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.observe(endpoint, scope["method"], status, time.perf_counter() - started)
-
-
 class ThreadSlots:
     """A cap on how many worker threads run requests at once, per event loop (a
     limiter belongs to the loop it was made in; tests run several)."""
@@ -381,6 +385,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         summary="Search and recommendations for an online store.",
         version="1",
         lifespan=lifespan,
+        responses=ANY_ROUTE,
     )
     app.state.service = service
 
@@ -390,10 +395,22 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         key = settings.api_key
         if key is None:
             raise HTTPException(401, "the admin API is off: no API key is configured")
-        if credentials is None or credentials.credentials != key:
+        given = b"" if credentials is None else credentials.credentials.encode()
+        if not secrets.compare_digest(given, key.encode()):  # constant time: no timing oracle
             raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY)")
 
-    app.add_middleware(LimitsAndMetrics, metrics=service.metrics)
+    app.add_middleware(
+        LimitsAndMetrics, metrics=service.metrics, limits=settings.limits, batch=MAX_EVENTS
+    )
+    if settings.cors_origins:  # outermost, so refusals carry the CORS headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_exception_handler(RequestValidationError, short_validation_error)
 
     @app.exception_handler(StoreUnavailable)
     async def store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -438,7 +455,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         """Top-k for an anonymous visitor: what is popular (within ``category``)."""
         return await on_a_core(partial(recommend, None, k, category, False))
 
-    @app.get("/items/{item_id}/similar", response_model=SimilarResponse)
+    @app.get(
+        "/items/{item_id}/similar",
+        response_model=SimilarResponse,
+        responses=declared(404, "An item the catalogue does not hold."),
+    )
     async def similar_items(
         item_id: Annotated[str, PathParam(max_length=200)], k: K = 10
     ) -> SimilarResponse:
@@ -462,18 +483,20 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise HTTPException(404, "this service has no search index (start it with --index)")
         return service.engine
 
-    @app.get("/search", response_model=SearchResponse)
+    @app.get("/search", response_model=SearchResponse, responses=NO_INDEX)
     async def search(
         q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
         category: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006 (FastAPI idiom)
         brand: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
         price_min: Annotated[float | None, Query(ge=0)] = None,
-        price_max: Annotated[float | None, Query(ge=0)] = None,
+        price_max: Annotated[
+            float | None, Query(ge=0, description="At least price_min (422 otherwise).")
+        ] = None,
         sort: Literal["relevance", "price_asc", "price_desc", "popularity", "newest"] = "relevance",
         page: Annotated[int, Query(ge=1, le=1000)] = 1,
         per_page: Annotated[int, Query(ge=1, le=100)] = 10,
         attribute: Annotated[
-            list[str], Query(max_length=20, description="NAME:VALUE, e.g. color:red")
+            list[Attribute], Query(max_length=20, description="NAME:VALUE, e.g. color:red")
         ] = [],  # noqa: B006
         user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     ) -> SearchResponse:
@@ -517,7 +540,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             **{k: v for k, v in vars(results).items() if k != "hits"}, hits=results.hits
         )
 
-    @app.get("/suggest", response_model=list[SuggestionOut])
+    @app.get("/suggest", response_model=list[SuggestionOut], responses=NO_INDEX)
     def suggest(
         q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)],
         k: Annotated[int, Query(ge=1, le=20)] = 8,
@@ -527,19 +550,21 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return [SuggestionOut(**asdict(s)) for s in found.suggest(q, k)]
 
     # ------------------------------------------------------------- events
-    @app.post("/events", response_model=EventsAccepted)
-    def post_events(body: EventIn | list[EventIn]) -> EventsAccepted:
+    @app.post(
+        "/events",
+        response_model=EventsAccepted,
+        responses=declared(404, "An event names an item the catalogue does not hold."),
+    )
+    def post_events(body: EventsIn) -> EventsAccepted:
         """One event or a batch of up to 1,000, stored durably before the answer."""
         events = body if isinstance(body, list) else [body]
-        if len(events) > MAX_EVENTS:
-            raise HTTPException(413, f"at most {MAX_EVENTS} events in one request")
         service.changes.catch_up()  # an item added on another worker is known here
         now = int(time.time())
         accepted = []
         for n, e in enumerate(events):
             if e.item_id is not None and e.item_id not in service.catalog_ids:
-                where = ["body", n, "item_id"] if isinstance(body, list) else ["body", "item_id"]
-                raise invalid(where, f"item_id {e.item_id!r} is not in the catalog")
+                which = f"event {n}: " if isinstance(body, list) else ""
+                raise HTTPException(404, f"{which}item_id {e.item_id!r} is not in the catalog")
             accepted.append(
                 Event(
                     e.event_id or uuid.uuid4().hex,
@@ -557,7 +582,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return EventsAccepted(received=len(events), accepted=new, duplicates=len(events) - new)
 
     # ------------------------------------------------------------- admin
-    @app.put("/items", response_model=ItemsUpserted, dependencies=[Depends(admin)])
+    @app.put(
+        "/items", response_model=ItemsUpserted, dependencies=[Depends(admin)], responses=ADMIN_ONLY
+    )
     def upsert_items(items: Annotated[list[ItemIn], Field(max_length=MAX_EVENTS)]) -> ItemsUpserted:
         """Add or replace catalog items (searchable at once; recommendable after the
         next model version)."""
@@ -565,7 +592,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             service.change("items.upsert", [i.model_dump() for i in items])
         return ItemsUpserted(upserted=len(items))
 
-    @app.delete("/items/{item_id}", response_model=ItemDeleted, dependencies=[Depends(admin)])
+    @app.delete(
+        "/items/{item_id}",
+        response_model=ItemDeleted,
+        dependencies=[Depends(admin)],
+        responses=ADMIN_ONLY,
+    )
     def delete_item(
         item_id: Annotated[str, PathParam(min_length=1, max_length=200)],
     ) -> ItemDeleted:
@@ -576,7 +608,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             service.change("items.delete", [item_id])
         return ItemDeleted(item_id=item_id, deleted=known)
 
-    @app.delete("/users/{user_id}", response_model=UserDeleted, dependencies=[Depends(admin)])
+    @app.delete(
+        "/users/{user_id}",
+        response_model=UserDeleted,
+        dependencies=[Depends(admin)],
+        responses=ADMIN_ONLY,
+    )
     def delete_user(user_id: Annotated[str, PathParam(max_length=200)]) -> UserDeleted:
         """Remove the user's events, session, precomputed list and search profile."""
         events = service.store.delete_user(user_id)
@@ -584,7 +621,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         service.change("users.delete", user_id)
         return UserDeleted(user_id=user_id, events_deleted=events, files=removed)
 
-    @app.post("/admin/reload", response_model=Reloaded, dependencies=[Depends(admin)])
+    @app.post(
+        "/admin/reload",
+        response_model=Reloaded,
+        dependencies=[Depends(admin)],
+        responses={**ADMIN_ONLY, **declared(409, "The newest model version cannot be loaded.")},
+    )
     def reload() -> Reloaded:
         """Swap in the newest model version from the registry folder, on every worker."""
         try:
@@ -647,6 +689,8 @@ def app_from_environment() -> FastAPI:
             mode=os.environ.get("SHOPSENSE_MODE", ServiceSettings.mode),
             api_key=api_key_from_environment(),
             watch_seconds=float(os.environ.get("SHOPSENSE_WATCH_SECONDS", 5.0)),
+            limits=Limits.from_environment(),
+            cors_origins=listed("SHOPSENSE_CORS_ORIGINS") or (),
         )
     )
     # What was loaded lives as long as the process: kept out of the collector's

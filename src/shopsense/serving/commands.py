@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from shopsense.errors import ShopsenseError
+from shopsense.serving.limits import Limits
 from shopsense.serving.recommendations import MODES, ModelBundle, model_versions
 from shopsense.serving.workers import run_service
 
@@ -51,6 +52,28 @@ STATE_OPTION = click.option(
     default=None,
     help="File holding the admin API key (or set SHOPSENSE_API_KEY).",
 )
+@click.option(
+    "--rate-limit",
+    default=Limits.rate,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Requests a second each client address may make, all workers together (each worker "
+    "allows its share); 0 for no limit. Health checks and /metrics are never limited.",
+)
+@click.option(
+    "--rate-limit-exempt",
+    default=",".join(Limits.exempt),
+    show_default=True,
+    help="Comma-separated networks that are not rate limited ('' for none). A proxy on "
+    "loopback should send X-Forwarded-For: its clients are then limited one by one.",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="A browser origin allowed to call the API, e.g. https://shop.example (repeat for "
+    "more); none by default.",
+)
 def serve(
     data: Path,
     models: Path,
@@ -61,6 +84,9 @@ def serve(
     port: int,
     workers: int,
     api_key_file: Path | None,
+    rate_limit: float,
+    rate_limit_exempt: str,
+    cors_origins: tuple[str, ...],
 ) -> None:
     """Run the HTTP service and storefront (OpenAPI docs at /docs)."""
     if not (data / "manifest.json").is_file():
@@ -73,6 +99,10 @@ def serve(
         SHOPSENSE_MODELS=str(models.resolve()),
         SHOPSENSE_STATE=state,
         SHOPSENSE_MODE=mode,
+        SHOPSENSE_WORKERS=str(workers),
+        SHOPSENSE_RATE_LIMIT=str(rate_limit),
+        SHOPSENSE_RATE_LIMIT_EXEMPT=rate_limit_exempt,
+        SHOPSENSE_CORS_ORIGINS=",".join(cors_origins),
     )
     if index is not None:
         os.environ["SHOPSENSE_INDEX"] = str(index.resolve())
