@@ -20,6 +20,7 @@ from bench import (
     sasrec_beauty,
     search_quality,
     serving_load,
+    serving_replicas,
 )
 from bench.common import OUTPUT, machine
 
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "neural": neural_table.run,
     "search": search_quality.run,
     "serving": serving_load.run,
+    "serving-replicas": serving_replicas.run,
 }
 # Parts of ``search``, to run one alone; ``make bench`` runs ``search`` whole.
 PARTS = {
