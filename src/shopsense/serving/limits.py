@@ -128,26 +128,23 @@ class Invalid(BaseModel):
     detail: list[FieldError]
 
 
-def _refusal(description: str, retry: bool = False) -> dict[str, Any]:
-    declared: dict[str, Any] = {"model": Refusal, "description": description}
+def declared(status: int, description: str, retry: bool = False) -> dict[int, dict[str, Any]]:
+    """A ``responses=`` entry for a refusal with a ``detail`` message (and a
+    ``Retry-After`` header with ``retry``)."""
+    answer: dict[str, Any] = {"model": Refusal, "description": description}
     if retry:
-        declared["headers"] = {
+        answer["headers"] = {
             "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
         }
-    return declared
-
-
-def declared(status: int, description: str) -> dict[int, dict[str, Any]]:
-    """A route's ``responses=`` entry for a refusal with a ``detail`` message."""
-    return {status: _refusal(description)}
+    return {status: answer}
 
 
 ANY_ROUTE: dict[int | str, dict[str, Any]] = {
-    413: _refusal("The body is over 1 MiB."),
+    **declared(413, "The body is over 1 MiB."),
     422: {"model": Invalid, "description": "Invalid input (query, path or body), by location."},
-    429: _refusal("Too many requests from this client: wait Retry-After seconds.", retry=True),
-    431: _refusal("Too many request headers, or too long."),
-    503: _refusal("The state store is unreachable: retry after Retry-After seconds.", retry=True),
+    **declared(429, "Too many requests from this client: wait Retry-After seconds.", retry=True),
+    **declared(431, "Too many request headers, or too long."),
+    **declared(503, "The state store is unreachable: retry after Retry-After seconds.", True),
 }
 """What any route may answer besides its own responses (FastAPI's ``responses=``)."""
 
