@@ -286,9 +286,12 @@ def _run_worker(host: str, port: int, log_level: str, line: socket.socket) -> No
 
     def stop_with_the_supervisor() -> None:
         """The supervisor never writes, so this returns when its end closes
-        (or fails: a socket closed with our READY unread resets the line)."""
+        (or fails: a socket closed with our READY unread resets the line).
+        A worker still loading has nothing in hand, and leaves at once."""
         with contextlib.suppress(OSError):
             line.recv(1)
+        if not server.started:
+            os._exit(1)
         server.should_exit = True
 
     threading.Thread(target=stop_with_the_supervisor, daemon=True).start()
