@@ -157,7 +157,7 @@ def test_a_killed_worker_is_replaced_and_metrics_are_the_services(store_dir, mod
         assert {totals(port) for _ in range(12)} == {(LIVE_CALLS, 2)}
     finally:
         end(server, *workers)
-    assert f"server worker {victim.pid} was killed by SIGKILL; starting another" in (
+    assert f"server worker {victim.pid} stopped, starting another: it was killed by SIGKILL" in (
         server.stderr.read().decode()
     )
 
@@ -181,5 +181,5 @@ def test_a_worker_that_cannot_start_stops_the_service_with_its_error(
     assert error.startswith("Error: a server worker failed to start 4 times in a row; the last ")
     assert error.endswith(f"{data} has schema version 999; this shopsense reads 1")
     for pause in (1, 2, 4):
-        assert f"before it was ready; trying again in {pause} s" in err
+        assert f"failed to start, trying again in {pause} s: it exited with status 1" in err
     assert elapsed > 1 + 2 + 4

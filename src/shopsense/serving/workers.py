@@ -249,21 +249,18 @@ def _tend(slot: _Slot, start: Callable[[], _Worker], metrics_folder: Path) -> No
         return
     worker.reap(metrics_folder)
     slot.worker = None
+    pid, how = worker.process.pid, worker.end()
     if worker.ready:
-        LOG.warning("server worker %d %s; starting another", worker.process.pid, worker.end())
+        LOG.warning("server worker %d stopped, starting another: it %s", pid, how)
         slot.start_at = time.monotonic()
         return
     slot.failures += 1
     if slot.failures == START_ATTEMPTS:
         raise ShopsenseError(
-            f"a server worker failed to start {START_ATTEMPTS} times in a row; "
-            f"the last one {worker.end()}"
+            f"a server worker failed to start {START_ATTEMPTS} times in a row; the last one {how}"
         )
     pause = FIRST_RETRY_SECONDS * 2 ** (slot.failures - 1)
-    LOG.warning(
-        "server worker %d %s before it was ready; trying again in %g s",
-        worker.process.pid, worker.end(), pause,
-    )  # fmt: skip
+    LOG.warning("server worker %d failed to start, trying again in %g s: it %s", pid, pause, how)
     slot.start_at = time.monotonic() + pause
 
 
