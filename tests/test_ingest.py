@@ -122,10 +122,9 @@ def test_chunks_have_the_asked_size(tmp_path):
     from shopsense.data.sources import read_delimited
 
     (tmp_path / "e.csv").write_text("a,b\n" + "\n".join(f"{i},{i}" for i in range(2500)) + "\n")
-    sizes = [
-        (len(f), first) for f, _, first in read_delimited(tmp_path / "e.csv", ",", chunk_rows=1000)
-    ]
-    assert sizes == [(1000, 0), (1000, 1000), (500, 2000)]
+    chunks = read_delimited(tmp_path / "e.csv", ",", chunk_rows=1000)
+    sizes = [(len(c.frame), c.records[0], c.records[-1]) for c in chunks]
+    assert sizes == [(1000, 2, 1001), (1000, 1002, 2001), (500, 2002, 2501)]  # header: line 1
 
 
 def test_column_mapping_and_type_map(tmp_path):

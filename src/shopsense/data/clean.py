@@ -1,6 +1,13 @@
 """Cleaning: every input row is accepted, dropped as an exact duplicate, or
 quarantined with a reason. Nothing is lost silently, and the report's counts
 always add up to the input rows (``TableReport.check``).
+
+Numbers must be finite: ``inf``, ``-inf`` and values past the float range
+(``1e400``) are quarantined (``bad_price``, ``bad_timestamp``, ``bad_value``,
+``bad_created_at``) like any text that is not a number, since no exporter
+writes them for a real price or time. Empty, ``NaN`` and ``null`` are how
+exporters (pandas among them) write a missing value, so they read as missing:
+a missing price is allowed, a missing timestamp is not.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shopsense.data.schema import EVENT_TYPES, ITEM_COLUMNS, RAW_EVENT_COLUMNS, USER_COLUMNS
-from shopsense.data.sources import EventChunk, TimestampUnit
+from shopsense.data.sources import ORIGIN_FILE, ORIGIN_RECORD, BadLine, Chunk, TimestampUnit
 
 EARLIEST_TIMESTAMP = 631_152_000  # 1990-01-01 UTC: before any online store's logs
 FUTURE_SLACK_SECONDS = 86_400
@@ -93,6 +100,12 @@ def parse_timestamps(raw: pd.Series, unit: TimestampUnit) -> np.ndarray:
     return values / 1000.0 if unit == "ms" else values
 
 
+def _representable(seconds: np.ndarray) -> np.ndarray:
+    """Finite and within int64 seconds (NaN, inf and 1e300 are not)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(seconds) < 2.0**63
+
+
 def default_time_window(unit: TimestampUnit) -> tuple[float, float] | None:
     if unit == "order":
         return None
@@ -114,29 +127,35 @@ class _Rejector:
 
 
 def _rejected_rows(
-    frame: pd.DataFrame, reasons: np.ndarray, table: str, file: str, first_record: int
+    frame: pd.DataFrame,
+    reasons: np.ndarray,
+    table: str,
+    files: str | pd.Series,
+    records: np.ndarray | pd.Series,
 ) -> pd.DataFrame:
+    """Quarantine lines of the rejected rows: ``files`` is one name or one per row;
+    columns starting with ``_`` are shopsense's, not the source's, and left out."""
     mask = reasons != None  # noqa: E711
-    bad = frame[mask]
+    bad = frame.loc[mask, [c for c in frame.columns if not c.startswith("_")]]
     return pd.DataFrame(
         {
             "table": table,
-            "file": file,
-            "record": first_record + np.flatnonzero(mask),
+            "file": files if isinstance(files, str) else np.asarray(files)[mask],
+            "record": np.asarray(records)[mask],
             "reason": reasons[mask],
             "row": bad.astype(object).where(bad.notna(), None).to_dict(orient="records"),
         }
     )
 
 
-def malformed_rows(malformed: list[tuple[int | None, str]], table: str, file: str) -> pd.DataFrame:
+def bad_line_rows(bad_lines: list[BadLine], table: str, file: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "table": table,
             "file": file,
-            "record": [n for n, _ in malformed],
-            "reason": "malformed_line",
-            "row": [{"text": t} for _, t in malformed],
+            "record": [line.record for line in bad_lines],
+            "reason": [line.reason for line in bad_lines],
+            "row": [{"text": line.text} for line in bad_lines],
         }
     )
 
@@ -157,16 +176,16 @@ class EventCleaner:
         self.report = TableReport()
         self._seen: list[np.ndarray] = []
 
-    def clean(self, chunk: EventChunk) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Return (accepted events with ``timestamp`` as int64 seconds, quarantined rows)."""
+    def clean(self, chunk: Chunk) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Return (accepted events with ``timestamp`` as int64 seconds and their
+        record numbers as ``_record``, quarantined rows)."""
         raw = chunk.frame
         for col in RAW_EVENT_COLUMNS:
             if col not in raw.columns:
                 raw[col] = None
         n = len(raw)
-        report = TableReport(input_rows=n + len(chunk.malformed))
-        if chunk.malformed:
-            report.quarantined["malformed_line"] += len(chunk.malformed)
+        report = TableReport(input_rows=n + len(chunk.bad_lines))
+        report.quarantined.update(line.reason for line in chunk.bad_lines)
         frame = pd.DataFrame(
             {c: _text(raw[c]) for c in ("user_id", "item_id", "session_id", "query")}
         )
@@ -180,7 +199,7 @@ class EventCleaner:
         ts_text = _text(raw["timestamp"])
         ts = parse_timestamps(ts_text, self.timestamp_unit)
         rej.reject(ts_text.isna().to_numpy(), "missing_timestamp")
-        rej.reject(np.isnan(ts), "bad_timestamp")
+        rej.reject(~_representable(ts), "bad_timestamp")
         if self.time_window is not None:
             lo, hi = self.time_window
             with np.errstate(invalid="ignore"):
@@ -188,8 +207,12 @@ class EventCleaner:
         if self.catalog is not None:
             known = frame["item_id"].isna() | frame["item_id"].isin(self.catalog)
             rej.reject(~known.to_numpy(), "unknown_item")
-        frame["timestamp"] = np.where(np.isnan(ts), 0, np.floor(ts)).astype(np.int64)
-        frame["value"] = pd.to_numeric(raw["value"], errors="coerce").astype(float)
+        value_text = _text(raw["value"])
+        value = pd.to_numeric(value_text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        rej.reject(value_text.notna().to_numpy() & ~np.isfinite(value), "bad_value")
+        frame["timestamp"] = np.where(rej.ok, np.floor(ts), 0).astype(np.int64)
+        frame["value"] = value
+        frame[ORIGIN_RECORD] = chunk.records
         context = raw["context"]
         if context.dtype == object and context.notna().any():  # JSON lines give dicts
             context = context.map(
@@ -202,8 +225,8 @@ class EventCleaner:
             report.quarantined[reason] += count
         quarantine = pd.concat(
             [
-                malformed_rows(chunk.malformed, "events", chunk.file),
-                _rejected_rows(raw, rej.reason, "events", chunk.file, chunk.first_record),
+                bad_line_rows(chunk.bad_lines, "events", chunk.file),
+                _rejected_rows(raw, rej.reason, "events", chunk.file, chunk.records),
             ],
             ignore_index=True,
         )
@@ -235,11 +258,13 @@ def _clean_table(
     frame: pd.DataFrame,
     id_column: str,
     table: str,
-    file: str,
     extra_checks: list[tuple[np.ndarray, str]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
     """Shared catalog/users cleaning: ids present, exact duplicates dropped,
-    a repeated id with different content quarantined (the first one wins)."""
+    a repeated id with different content quarantined (the first one wins).
+
+    Rows carry where they came from (``_file``, ``_record``: ``read_table_whole``
+    with ``with_origin``); that and the other ``_`` columns are not content."""
     report = TableReport(input_rows=len(frame))
     frame = frame.reset_index(drop=True)
     ids = _text(frame[id_column])
@@ -248,13 +273,16 @@ def _clean_table(
     rej.reject(ids.isna().to_numpy(), f"missing_{id_column}")
     for mask, reason in extra_checks or []:
         rej.reject(mask, reason)
-    hashes = pd.util.hash_pandas_object(frame.astype(str), index=False)
+    content = [c for c in frame.columns if not c.startswith("_")]
+    hashes = pd.util.hash_pandas_object(frame[content].astype(str), index=False)
     exact_dup = hashes.duplicated().to_numpy() & rej.ok
     id_dup = ids.duplicated().to_numpy() & ~exact_dup
     rej.reject(id_dup, f"duplicate_{id_column}")
     for reason, count in Counter(rej.reason[~rej.ok]).items():
         report.quarantined[reason] += count
-    quarantine = _rejected_rows(frame, rej.reason, table, file, 0)
+    quarantine = _rejected_rows(
+        frame, rej.reason, table, frame[ORIGIN_FILE], frame[ORIGIN_RECORD].astype(np.int64)
+    )
     accepted = frame[rej.ok & ~exact_dup].reset_index(drop=True)
     report.duplicates = int(exact_dup.sum())
     report.accepted = len(accepted)
@@ -268,11 +296,11 @@ def _to_epoch_seconds(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     numeric = parse_timestamps(text, "s")
     iso = parse_timestamps(text.where(np.isnan(numeric), None), "iso")
     secs = np.where(np.isnan(numeric), iso, numeric)
-    return secs, text.notna().to_numpy() & np.isnan(secs)
+    return secs, text.notna().to_numpy() & ~_representable(secs)
 
 
-def clean_items(frame: pd.DataFrame, file: str) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
-    """Catalog rows: id required, price a non-negative number when given."""
+def clean_items(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
+    """Catalog rows: id required, price a finite non-negative number when given."""
     frame = frame.copy()
     for col in ITEM_COLUMNS:
         if col not in frame.columns:
@@ -281,12 +309,12 @@ def clean_items(frame: pd.DataFrame, file: str) -> tuple[pd.DataFrame, pd.DataFr
     price = pd.to_numeric(price_text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     created, bad_created = _to_epoch_seconds(frame["created_at"])
     checks = [
-        (price_text.notna().to_numpy() & np.isnan(price), "bad_price"),
+        (price_text.notna().to_numpy() & ~np.isfinite(price), "bad_price"),
         (price < 0, "negative_price"),
         (bad_created, "bad_created_at"),
     ]
     frame["_price"], frame["_created"] = price, created
-    accepted, quarantine, report = _clean_table(frame, "item_id", "items", file, checks)
+    accepted, quarantine, report = _clean_table(frame, "item_id", "items", checks)
     accepted["price"] = accepted["_price"].astype(float)
     accepted["created_at"] = pd.array(
         np.floor(accepted["_created"].to_numpy(dtype=float)), dtype="Float64"
@@ -298,12 +326,12 @@ def clean_items(frame: pd.DataFrame, file: str) -> tuple[pd.DataFrame, pd.DataFr
     return accepted, quarantine, report
 
 
-def clean_users(frame: pd.DataFrame, file: str) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
+def clean_users(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
     frame = frame.copy()
     for col in USER_COLUMNS:
         if col not in frame.columns:
             frame[col] = None
-    accepted, quarantine, report = _clean_table(frame, "user_id", "users", file)
+    accepted, quarantine, report = _clean_table(frame, "user_id", "users")
     accepted = accepted[list(USER_COLUMNS)].copy()
     accepted["attributes"] = accepted["attributes"].map(_json_object)
     return accepted, quarantine, report

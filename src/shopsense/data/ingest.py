@@ -8,6 +8,9 @@ row with its reason).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,10 +35,13 @@ from shopsense.data.dataset import EVENTS_FILE, ITEMS_FILE, MANIFEST, USERS_FILE
 from shopsense.data.formats import ReadOptions, open_source
 from shopsense.data.kcore import k_core_mask
 from shopsense.data.schema import ITEM_COLUMNS, SCHEMA_VERSION, USER_COLUMNS
+from shopsense.data.sources import ORIGIN_RECORD, Source
 from shopsense.errors import ShopsenseError
 
 REPORT_FILE = "report.json"
 QUARANTINE_FILE = "quarantine.jsonl"
+ORIGIN_FILE = "origin.parquet"
+ORIGIN_SCHEMA = pa.schema([("file", pa.int32()), ("record", pa.int64())])
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -129,6 +135,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"{part['duplicates']:,} duplicates, {sum(q.values()):,} quarantined"
         )
         lines.extend(f"    {reason}: {count:,}" for reason, count in q.items())
+    if report["input_rows"] and not report["accepted"]:
+        lines.append(f"warning: no event was accepted; {QUARANTINE_FILE} says why for each")
     return "\n".join(lines)
 
 
@@ -138,11 +146,35 @@ class _QuarantineWriter:
 
     def write(self, rows: pd.DataFrame) -> None:
         for rec in rows.to_dict(orient="records"):
-            rec["record"] = None if pd.isna(rec["record"]) else int(rec["record"])
+            rec["record"] = int(rec["record"])
             self.file.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
 
     def close(self) -> None:
         self.file.close()
+
+
+class _OriginWriter:
+    """Where each accepted event came from (file, record), in events.parquet's
+    order, so a later step that drops events (k-core) can quarantine them by
+    their place in the input. Written only when such a step will run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.files: list[str] = []
+        self.writer = pq.ParquetWriter(path, ORIGIN_SCHEMA)
+
+    def write(self, file: str, records: np.ndarray) -> None:
+        if file not in self.files:
+            self.files.append(file)
+        index = np.full(len(records), self.files.index(file), np.int32)
+        self.writer.write_table(pa.table({"file": index, "record": records}, ORIGIN_SCHEMA))
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """(file name, record) of every event written."""
+        self.writer.close()
+        origin = pq.read_table(self.path)
+        files = np.array(self.files, dtype=object)
+        return files[origin["file"].to_numpy()], origin["record"].to_numpy()
 
 
 def ingest(
@@ -153,14 +185,56 @@ def ingest(
     k_core: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Ingest ``paths`` in format ``fmt`` into the dataset directory ``out``."""
+    """Ingest ``paths`` in format ``fmt`` into the dataset directory ``out``.
+
+    The dataset is written to a hidden folder beside ``out`` and moved into
+    ``out`` once complete, so an ingest that fails leaves no partial dataset,
+    and a dataset already in ``out`` stays as it was.
+    """
     started = time.perf_counter()
     options = options or ReadOptions()
     source = open_source(fmt, [Path(p) for p in paths], options)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = IngestReport(source=source.name, k_core=k_core)
-    quarantine = _QuarantineWriter(out / QUARANTINE_FILE)
+    if out.exists() and not out.is_dir():
+        raise ShopsenseError(f"{out} is a file, not a dataset folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        report = IngestReport(source=source.name, k_core=k_core)
+        items, users = _write_tables(source, work, report, k_core, progress)
+        report.seconds = time.perf_counter() - started
+        result = report.as_dict()
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "name": out.name,
+            "source": {"format": fmt, "name": source.name, "files": source.files},
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "counts": {
+                "users": len(users),
+                "items": len(items),
+                "events": pq.ParquetFile(work / EVENTS_FILE).metadata.num_rows,
+            },
+            "time_is_order": source.time_is_order,
+            "id_maps": {
+                "users": {"file": USERS_FILE, "column": "user_id"},
+                "items": {"file": ITEMS_FILE, "column": "item_id"},
+            },
+        }
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (work / REPORT_FILE).write_text(json.dumps(result, indent=2) + "\n")
+        _publish(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _write_tables(
+    source: Source, work: Path, report: IngestReport, k_core: int | None, progress: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clean the source into ``work``'s events.parquet, items.parquet,
+    users.parquet and quarantine.jsonl; returns the items and users tables."""
+    quarantine = _QuarantineWriter(work / QUARANTINE_FILE)
+    origin = _OriginWriter(work / ORIGIN_FILE) if k_core else None
     try:
         catalog, users_table = _clean_tables(source, report, quarantine)
         item_map = IdMap(catalog["item_id"]) if catalog is not None else IdMap()
@@ -172,56 +246,46 @@ def ingest(
             pd.Index(catalog["item_id"]) if catalog is not None else None,
         )
         new_item_category: dict[int, str] = {}
-        writer = pq.ParquetWriter(out / EVENTS_FILE, EVENT_SCHEMA)
-        try:
+        with pq.ParquetWriter(work / EVENTS_FILE, EVENT_SCHEMA) as writer:
             bar = tqdm(source.events, desc="ingest", unit=" chunk", disable=not progress)
             for chunk in bar:
                 accepted, rejected = cleaner.clean(chunk)
                 quarantine.write(rejected)
-                table = _encode(accepted, user_map, item_map, new_item_category)
-                writer.write_table(table)
+                writer.write_table(_encode(accepted, user_map, item_map, new_item_category))
+                if origin is not None:
+                    origin.write(chunk.file, accepted[ORIGIN_RECORD].to_numpy(np.int64))
                 bar.set_postfix(events=f"{cleaner.report.accepted:,}")
-        finally:
-            writer.close()
         report.events = cleaner.report
         items = _items_table(catalog, item_map, new_item_category)
         users = _users_table(users_table, user_map)
-        if k_core:
+        if origin is not None and k_core:
             items, users = _apply_k_core(
-                out, k_core, items, users, catalog, users_table, report.events, quarantine
+                work, k_core, items, users, catalog, users_table, report.events, quarantine, origin
             )
     finally:
         quarantine.close()
-    items.to_parquet(out / ITEMS_FILE, index=False)
-    users.to_parquet(out / USERS_FILE, index=False)
+    items.to_parquet(work / ITEMS_FILE, index=False)
+    users.to_parquet(work / USERS_FILE, index=False)
     report.events.check()
-    report.seconds = time.perf_counter() - started
-    result = report.as_dict()
-    n_events = pq.ParquetFile(out / EVENTS_FILE).metadata.num_rows
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "name": out.name,
-        "source": {"format": fmt, "name": source.name, "files": source.files},
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "counts": {"users": len(users), "items": len(items), "events": n_events},
-        "time_is_order": source.time_is_order,
-        "id_maps": {
-            "users": {"file": USERS_FILE, "column": "user_id"},
-            "items": {"file": ITEMS_FILE, "column": "item_id"},
-        },
-    }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    (out / REPORT_FILE).write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return items, users
 
 
-def _clean_tables(source, report: IngestReport, quarantine: _QuarantineWriter):
+def _publish(work: Path, out: Path) -> None:
+    """Move the finished files into ``out``, the manifest last: until it is there,
+    ``out`` is not a dataset that ``Dataset.load`` opens."""
+    out.mkdir(exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    for name in (EVENTS_FILE, ITEMS_FILE, USERS_FILE, QUARANTINE_FILE, REPORT_FILE, MANIFEST):
+        os.replace(work / name, out / name)
+
+
+def _clean_tables(source: Source, report: IngestReport, quarantine: _QuarantineWriter):
     catalog = users = None
     if source.items is not None:
-        catalog, rejected, report.items = clean_items(source.items, "items")
+        catalog, rejected, report.items = clean_items(source.items)
         quarantine.write(rejected)
     if source.users is not None:
-        users, rejected, report.users = clean_users(source.users, "users")
+        users, rejected, report.users = clean_users(source.users)
         quarantine.write(rejected)
     return catalog, users
 
@@ -283,7 +347,7 @@ def _users_table(users: pd.DataFrame | None, user_map: IdMap) -> pd.DataFrame:
 
 
 def _apply_k_core(
-    out: Path,
+    work: Path,
     k: int,
     items: pd.DataFrame,
     users: pd.DataFrame,
@@ -291,24 +355,27 @@ def _apply_k_core(
     users_file: pd.DataFrame | None,
     report: TableReport,
     quarantine: _QuarantineWriter,
+    origin: _OriginWriter,
 ):
-    """Drop events until every user and item has ≥ k, quarantining what goes.
+    """Drop events until every user and item has ≥ k, quarantining what goes
+    under the file and record each came from.
 
     Users and items left with no events are dropped too, unless they came from
     a catalog or users file, and dense ids are renumbered.
     """
     if k < 1:
         raise ShopsenseError("--k-core must be at least 1")
-    events = pq.read_table(out / EVENTS_FILE).to_pandas()
+    events = pq.read_table(work / EVENTS_FILE).to_pandas()
     keep = k_core_mask(events["user"].to_numpy(), events["item"].to_numpy(), k)
     dropped = events[~keep]
     report.move_to_quarantine("k_core", len(dropped))
+    files, records = origin.read()
     quarantine.write(
         pd.DataFrame(
             {
                 "table": "events",
-                "file": str(out / EVENTS_FILE),
-                "record": np.flatnonzero(~keep),
+                "file": files[~keep],
+                "record": records[~keep],
                 "reason": "k_core",
                 "row": dropped.assign(
                     user=users["user_id"].to_numpy()[dropped["user"].to_numpy()],
@@ -338,6 +405,7 @@ def _apply_k_core(
     events.loc[has_item, "item"] = item_new[events.loc[has_item, "item"].to_numpy()]
     events["item"] = events["item"].astype(np.int32)
     pq.write_table(
-        pa.Table.from_pandas(events, schema=EVENT_SCHEMA, preserve_index=False), out / EVENTS_FILE
+        pa.Table.from_pandas(events, schema=EVENT_SCHEMA, preserve_index=False),
+        work / EVENTS_FILE,
     )
     return (items[keep_items].reset_index(drop=True), users[keep_users].reset_index(drop=True))

@@ -20,16 +20,14 @@ def read(paths: list[Path], options: ReadOptions) -> Source:
     folder = only_folder(paths, "amazon")
     inter = require_file(folder / "interactions.csv", "amazon interactions.csv")
     items_path = require_file(folder / "items.csv", "amazon items.csv")
-    items = canonical_items(read_table_whole(read_delimited(items_path, ",")), {})
+    items = canonical_items(read_table_whole(read_delimited(items_path, ","), with_origin=True), {})
     items["title"] = unescape_html(items["title"])
 
     def transform(frame):
         frame["type"] = options.default_type or "purchase"
         return frame
 
-    events = event_chunks(
-        read_delimited(inter, ",", chunk_rows=options.chunk_rows), str(inter), transform
-    )
+    events = event_chunks(read_delimited(inter, ",", chunk_rows=options.chunk_rows), transform)
     return Source(
         name=f"amazon:{folder.name}",
         events=events,

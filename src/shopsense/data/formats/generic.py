@@ -20,7 +20,7 @@ from shopsense.data.formats.common import (
     files_in,
 )
 from shopsense.data.sources import (
-    EventChunk,
+    Chunk,
     Source,
     event_chunks,
     read_delimited,
@@ -37,7 +37,7 @@ SUFFIXES = {
 }
 
 
-def _chunks(fmt: str, path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list, int]]:
+def _chunks(fmt: str, path: Path, chunk_rows: int) -> Iterator[Chunk]:
     if fmt == "csv":
         return read_delimited(path, ",", chunk_rows=chunk_rows)
     if fmt == "tsv":
@@ -54,15 +54,16 @@ def read(fmt: str, paths: list[Path], options: ReadOptions) -> Source:
     event_files = [f for f in files if f not in items_files and f not in users_files]
 
     def whole(group: list[Path]) -> pd.DataFrame:
-        frames = [read_table_whole(_chunks(fmt, f, options.chunk_rows)) for f in group]
+        frames = [
+            read_table_whole(_chunks(fmt, f, options.chunk_rows), with_origin=True) for f in group
+        ]
         return pd.concat(frames, ignore_index=True)
 
     items = canonical_items(whole(items_files), options.mapping) if items_files else None
     users = canonical_users(whole(users_files), options.mapping) if users_files else None
-    events: Iterator[EventChunk] = itertools.chain.from_iterable(
+    events: Iterator[Chunk] = itertools.chain.from_iterable(
         event_chunks(
             _chunks(fmt, f, options.chunk_rows),
-            str(f),
             lambda frame: canonical_events(frame, options, ("item_category",)),
         )
         for f in event_files

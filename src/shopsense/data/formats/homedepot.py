@@ -19,7 +19,9 @@ def read(paths: list[Path], options: ReadOptions) -> Source:
     files = [f for f in files_in(paths, (".csv",)) if f.name.startswith("product")]
     frames = []
     for f in files:
-        frame = read_table_whole(read_delimited(f, ",", chunk_rows=options.chunk_rows))
+        frame = read_table_whole(
+            read_delimited(f, ",", chunk_rows=options.chunk_rows), with_origin=True
+        )
         frame = frame.rename(
             columns={
                 "product_uid": "item_id",

@@ -55,32 +55,37 @@ def _genre_items(frame: pd.DataFrame, genres: pd.Series) -> pd.DataFrame:
     return canonical_items(frame, {})
 
 
+def _small_table(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A Latin-1 items or users file read whole: ``|``-separated in ml-100k,
+    ``::`` in ml-1m (``.dat``)."""
+    ml1m = path.suffix == ".dat"
+    return read_table_whole(
+        read_delimited(
+            _double_colon(path) if ml1m else path,
+            "\t" if ml1m else "|",
+            columns,
+            encoding="latin-1",
+            quoting=False,
+            label=str(path),
+        ),
+        with_origin=True,
+    )
+
+
 def _ml100k(folder: Path, options: ReadOptions) -> Source:
     data = folder / "u.data"
     item_cols = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *GENRES_100K]
     items = users = None
     if (folder / "u.item").is_file():
-        raw = read_table_whole(
-            read_delimited(folder / "u.item", "|", item_cols, encoding="latin-1", quoting=False)
-        )
+        raw = _small_table(folder / "u.item", item_cols)
         flags = raw[GENRES_100K].fillna("0").to_numpy() == "1"
         genres = pd.Series(
             [[g for g, f in zip(GENRES_100K, row, strict=True) if f] for row in flags]
         )
         items = _genre_items(raw.drop(columns=[*GENRES_100K, "video_release_date"]), genres)
     if (folder / "u.user").is_file():
-        users = canonical_users(
-            read_table_whole(
-                read_delimited(
-                    folder / "u.user",
-                    "|",
-                    ["user_id", "age", "gender", "occupation", "zip_code"],
-                    encoding="latin-1",
-                    quoting=False,
-                )
-            ),
-            {},
-        )
+        user_cols = ["user_id", "age", "gender", "occupation", "zip_code"]
+        users = canonical_users(_small_table(folder / "u.user", user_cols), {})
     return _source(
         "movielens:ml-100k",
         read_delimited(data, "\t", RATING_COLUMNS, options.chunk_rows, quoting=False),
@@ -95,32 +100,12 @@ def _ml1m(folder: Path, options: ReadOptions) -> Source:
     data = folder / "ratings.dat"
     items = users = None
     if (folder / "movies.dat").is_file():
-        raw = read_table_whole(
-            read_delimited(
-                _double_colon(folder / "movies.dat"),
-                "\t",
-                ["item_id", "title", "genres"],
-                encoding="latin-1",
-                quoting=False,
-                label=str(folder / "movies.dat"),
-            )
-        )
+        raw = _small_table(folder / "movies.dat", ["item_id", "title", "genres"])
         genres = raw.pop("genres").fillna("").map(lambda g: [x for x in g.split("|") if x])
         items = _genre_items(raw, genres)
     if (folder / "users.dat").is_file():
-        users = canonical_users(
-            read_table_whole(
-                read_delimited(
-                    _double_colon(folder / "users.dat"),
-                    "\t",
-                    ["user_id", "gender", "age", "occupation", "zip_code"],
-                    encoding="latin-1",
-                    quoting=False,
-                    label=str(folder / "users.dat"),
-                )
-            ),
-            {},
-        )
+        user_cols = ["user_id", "gender", "age", "occupation", "zip_code"]
+        users = canonical_users(_small_table(folder / "users.dat", user_cols), {})
     chunks = read_delimited(
         _double_colon(data),
         "\t",
@@ -140,7 +125,7 @@ def _source(name, chunks, data: Path, items, users, options: ReadOptions) -> Sou
 
     return Source(
         name=name,
-        events=event_chunks(chunks, str(data), transform),
+        events=event_chunks(chunks, transform),
         items=items,
         users=users,
         files=[str(data)],

@@ -26,8 +26,9 @@ def _names(path: Path) -> list[str]:
 
 
 def _read_small(path: Path) -> pd.DataFrame:
-    frame = read_table_whole(read_delimited(path, "\t", _names(path), quoting=False))
-    return frame.iloc[1:].reset_index(drop=True)  # the first row is the typed header
+    return read_table_whole(
+        read_delimited(path, "\t", _names(path), quoting=False, header=True), with_origin=True
+    )
 
 
 def _items(path: Path) -> pd.DataFrame:
@@ -66,18 +67,16 @@ def read(paths: list[Path], options: ReadOptions) -> Source:
         frame["type"] = options.default_type or "view"
         return frame
 
-    def chunks(path: Path):
+    events = (
+        chunk
+        for path in inter
         for chunk in event_chunks(
-            read_delimited(path, "\t", _names(path), options.chunk_rows, quoting=False),
-            str(path),
+            read_delimited(
+                path, "\t", _names(path), options.chunk_rows, quoting=False, header=True
+            ),
             transform,
-        ):
-            if chunk.first_record == 0 and len(chunk.frame):
-                chunk.frame = chunk.frame.iloc[1:].reset_index(drop=True)
-                chunk.first_record = 1
-            yield chunk
-
-    events = (c for f in inter for c in chunks(f))
+        )
+    )
     name = inter[0].stem if inter else "recbole"
     return Source(
         name=f"recbole:{name}",

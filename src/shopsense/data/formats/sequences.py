@@ -8,45 +8,45 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from shopsense.data.formats.common import ReadOptions, files_in
-from shopsense.data.sources import EventChunk, Source
+from shopsense.data.sources import MALFORMED, BadLine, Chunk, Source, numbered_lines
 
 
-def _chunks(path: Path, options: ReadOptions) -> Iterator[EventChunk]:
+def _chunks(path: Path, options: ReadOptions) -> Iterator[Chunk]:
+    """Events in chunks; every event of a line has that line's number as its record."""
     users: list[str] = []
     items: list[str] = []
     positions: list[int] = []
-    malformed: list[tuple[int | None, str]] = []
-    record = 0
+    records: list[int] = []
+    bad_lines: list[BadLine] = []
+    emitted = False
 
-    def flush() -> EventChunk:
+    def flush() -> Chunk:
         frame = pd.DataFrame(
             {"user_id": users, "item_id": items, "timestamp": [str(p) for p in positions]}
         )
         frame["type"] = options.default_type or "view"
-        return EventChunk(frame, str(path), record, malformed[:])
+        return Chunk(frame, str(path), np.array(records, np.int64), bad_lines)
 
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) < 2:
-                malformed.append((number, line.rstrip("\n")))
-                continue
-            user = fields[0]
-            users.extend([user] * (len(fields) - 1))
-            items.extend(fields[1:])
-            positions.extend(range(len(fields) - 1))
-            if len(users) >= options.chunk_rows:
-                chunk = flush()
-                yield chunk
-                record += len(chunk.frame)
-                users, items, positions = [], [], []
-                malformed.clear()
-    if users or malformed or record == 0:
+    for number, line in numbered_lines(path):
+        fields = [] if isinstance(line, BadLine) else line.split()
+        if len(fields) < 2:
+            bad_lines.append(
+                line if isinstance(line, BadLine) else BadLine(number, MALFORMED, line)
+            )
+            continue
+        n = len(fields) - 1
+        users.extend([fields[0]] * n)
+        items.extend(fields[1:])
+        positions.extend(range(n))
+        records.extend([number] * n)
+        if len(users) >= options.chunk_rows:
+            yield flush()
+            users, items, positions, records, bad_lines, emitted = [], [], [], [], [], True
+    if users or bad_lines or not emitted:
         yield flush()
 
 
