@@ -220,3 +220,19 @@ def test_id_map_matches_a_dictionary_across_many_chunks():
             reference.setdefault(value, len(reference))
         np.testing.assert_array_equal(id_map.encode(chunk), [reference[v] for v in chunk])
     assert id_map.ids == list(reference) and len(id_map) == len(reference)
+
+
+def test_a_file_of_bad_lines_is_read_in_bounded_chunks(tmp_path):
+    from shopsense.data.sources import read_delimited, read_jsonl
+
+    (tmp_path / "e.csv").write_text("a,b\n" + "bad\n" * 2500)
+    chunks = list(read_delimited(tmp_path / "e.csv", ",", chunk_rows=1000))
+    assert [len(c.bad_lines) for c in chunks] == [1000, 1000, 500]
+    assert chunks[1].bad_lines[0].record == 1002  # the header is line 1
+    (tmp_path / "e.jsonl").write_text("[]\n" * 2500)
+    assert [len(c.bad_lines) for c in read_jsonl(tmp_path / "e.jsonl", 1000)] == [1000, 1000, 500]
+
+
+def test_chunk_rows_must_be_positive():
+    with pytest.raises(ShopsenseError, match="chunk_rows"):
+        ReadOptions(chunk_rows=0)

@@ -274,7 +274,9 @@ def _overlapping(starts: np.ndarray, spans: np.ndarray, lines: list[int]) -> np.
 
 class _Rechunker:
     """Numbered batches of any size in, chunks of ``chunk_rows`` out; the last
-    chunk may be smaller, and a file yields at least one (empty) chunk."""
+    chunk may be smaller, and a file yields at least one (empty) chunk. A
+    chunk also goes out once it has ``chunk_rows`` bad lines, so memory stays
+    bounded on a file of bad lines."""
 
     def __init__(self, file: str, chunk_rows: int) -> None:
         self.file, self.chunk_rows = file, chunk_rows
@@ -291,18 +293,20 @@ class _Rechunker:
         self.records.append(records)
         self.bad_lines.extend(bad_lines)
         self.rows += table.num_rows
-        while self.rows >= self.chunk_rows:
-            yield self._take(self.chunk_rows)
+        while max(self.rows, len(self.bad_lines)) >= self.chunk_rows:
+            yield self._take(min(self.rows, self.chunk_rows))
 
     def rest(self) -> Iterator[Chunk]:
-        if self.rows or self.bad_lines or not self.emitted:
-            yield self._take(self.rows)
+        while self.rows or self.bad_lines or not self.emitted:
+            yield self._take(min(self.rows, self.chunk_rows))
 
     def _take(self, n: int) -> Chunk:
         table, records = pa.concat_tables(self.tables), np.concatenate(self.records)
         self.tables, self.records = [table.slice(n)], [records[n:]]
         self.rows -= n
-        bad_lines, self.bad_lines, self.emitted = self.bad_lines, [], True
+        bad_lines = self.bad_lines[: self.chunk_rows]
+        del self.bad_lines[: self.chunk_rows]
+        self.emitted = True
         frame = table.slice(0, n).to_pandas(types_mapper=pd.ArrowDtype)
         return Chunk(frame, self.file, records[:n], bad_lines)
 
@@ -417,16 +421,13 @@ def read_jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     bad_lines: list[BadLine] = []
     emitted = False
     for number, line in numbered_lines(path):
-        if isinstance(line, BadLine):
-            bad_lines.append(line)
-            continue
-        parsed = _json_object(line)
-        if isinstance(parsed, str):
-            bad_lines.append(BadLine(number, parsed, line))
-            continue
-        rows.append(parsed)
-        records.append(number)
-        if len(rows) >= chunk_rows:
+        parsed = line if isinstance(line, BadLine) else _json_object(line)
+        if isinstance(parsed, dict):
+            rows.append(parsed)
+            records.append(number)
+        else:
+            bad_lines.append(BadLine(number, parsed, line) if isinstance(parsed, str) else parsed)
+        if max(len(rows), len(bad_lines)) >= chunk_rows:  # bounded memory, even on bad lines
             yield Chunk(pd.DataFrame(rows), str(path), np.array(records, np.int64), bad_lines)
             rows, records, bad_lines, emitted = [], [], [], True
     if rows or bad_lines or not emitted:

@@ -29,6 +29,10 @@ class ReadOptions:
     default_type: str | None = None
     timestamp_unit: TimestampUnit | None = None
 
+    def __post_init__(self) -> None:
+        if self.chunk_rows < 1:
+            raise ShopsenseError(f"chunk_rows must be at least 1, got {self.chunk_rows}")
+
 
 def files_in(paths: list[Path], suffixes: tuple[str, ...]) -> list[Path]:
     """The files named, and those with a matching suffix inside the folders named."""

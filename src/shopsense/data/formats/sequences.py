@@ -33,17 +33,17 @@ def _chunks(path: Path, options: ReadOptions) -> Iterator[Chunk]:
 
     for number, line in numbered_lines(path):
         fields = [] if isinstance(line, BadLine) else line.split()
-        if len(fields) < 2:
+        if len(fields) >= 2:
+            n = len(fields) - 1
+            users.extend([fields[0]] * n)
+            items.extend(fields[1:])
+            positions.extend(range(n))
+            records.extend([number] * n)
+        else:
             bad_lines.append(
                 line if isinstance(line, BadLine) else BadLine(number, MALFORMED, line)
             )
-            continue
-        n = len(fields) - 1
-        users.extend([fields[0]] * n)
-        items.extend(fields[1:])
-        positions.extend(range(n))
-        records.extend([number] * n)
-        if len(users) >= options.chunk_rows:
+        if max(len(users), len(bad_lines)) >= options.chunk_rows:  # bounded, even on bad lines
             yield flush()
             users, items, positions, records, bad_lines, emitted = [], [], [], [], [], True
     if users or bad_lines or not emitted:
