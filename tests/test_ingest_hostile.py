@@ -37,8 +37,17 @@ def shopsense(*args: object, timeout: float = 120) -> subprocess.CompletedProces
     )
 
 
+def strict_json(line: str) -> dict:
+    """JSON as any parser reads it: no NaN or Infinity."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
 def quarantine_of(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / QUARANTINE_FILE).read_text().splitlines()]
+    return [strict_json(line) for line in (out / QUARANTINE_FILE).read_text().splitlines()]
 
 
 def check_balanced(out: Path) -> dict:
@@ -235,11 +244,19 @@ def test_jsonl_record_numbers_are_line_numbers(tmp_path):
 
 def test_parquet_record_numbers_are_row_numbers(tmp_path):
     frame = pd.DataFrame(
-        {"user_id": ["u1", None, "u3"], "item_id": "i1", "type": "view", "timestamp": 1700000000}
+        {
+            "user_id": ["u1", None, "u3", "u4"],
+            "item_id": "i1",
+            "type": "view",
+            "timestamp": 1700000000,
+            "value": [1.0, 2.0, 3.0, float("inf")],
+        }
     )
     frame.to_parquet(tmp_path / "events.parquet")
     _, lines = ingest_cli(tmp_path, "parquet", tmp_path / "events.parquet")
     assert records(lines, "missing_user_id") == [2]
+    assert records(lines, "bad_value") == [4]
+    assert lines[-1]["row"]["value"] == "inf"  # quarantine.jsonl stays strict JSON
 
 
 def test_catalog_record_numbers_name_their_file_and_line(tmp_path):

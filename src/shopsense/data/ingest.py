@@ -141,16 +141,34 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 class _QuarantineWriter:
+    """quarantine.jsonl: strict JSON, so a non-finite number in a rejected row
+    (the reason it was rejected, often) is written as text: "inf", not Infinity."""
+
     def __init__(self, path: Path) -> None:
         self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
     def write(self, rows: pd.DataFrame) -> None:
         for rec in rows.to_dict(orient="records"):
             rec["record"] = int(rec["record"])
-            self.file.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+            try:
+                line = json.dumps(rec, ensure_ascii=False, default=str, allow_nan=False)
+            except ValueError:
+                line = json.dumps(_finite(rec), ensure_ascii=False, default=str)
+            self.file.write(line + "\n")
 
     def close(self) -> None:
         self.file.close()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with each non-finite float written as text (JSON has no inf)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 class _OriginWriter:
