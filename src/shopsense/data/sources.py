@@ -170,9 +170,10 @@ def _utf8_input(source: Path | io.BytesIO, encoding: str) -> Iterator[tuple[Any,
         yield pa.BufferReader(data if fixed is None else fixed), bad_lines
         return
     with open(source, "rb") as f:
-        if all(_as_utf8(block, encoding, 1, []) is None for block in _line_blocks(f)):
-            yield str(source), bad_lines
-            return
+        clean = all(_as_utf8(block, encoding, 1, []) is None for block in _line_blocks(f))
+    if clean:
+        yield str(source), bad_lines
+        return
     with tempfile.TemporaryDirectory(prefix="shopsense-") as tmp:
         copy = Path(tmp) / source.name
         with open(source, "rb") as f, open(copy, "wb") as out:
