@@ -18,9 +18,11 @@ from fastapi.testclient import TestClient
 from shopsense.compute import usable_cores
 from shopsense.models.registry import create_model, load_model
 from shopsense.search.engine import build_index
-from shopsense.serving.app import MAX_EVENTS, ServiceSettings, ThreadSlots, create_app
+from shopsense.serving.app import create_app
 from shopsense.serving.batch import precompute
 from shopsense.serving.recommendations import ModelBundle
+from shopsense.serving.schemas import MAX_EVENTS
+from shopsense.serving.service import ServiceSettings, ThreadSlots
 from shopsense.serving.store import open_store
 
 KEY = "test-key"

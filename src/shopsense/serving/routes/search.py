@@ -1,0 +1,93 @@
+"""Search and autocomplete."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import APIRouter, Depends, Query
+
+from shopsense.search.analysis import MAX_QUERY_CHARS
+from shopsense.serving.limits import declared
+from shopsense.serving.schemas import Attribute, SearchResponse, SuggestionOut
+from shopsense.serving.service import Service, ServiceDep, engine_of
+from shopsense.serving.store import Event
+
+if TYPE_CHECKING:
+    from shopsense.search.engine import SearchEngine
+
+router = APIRouter(tags=["search"])
+NO_INDEX = declared(404, "This service has no search index.")
+EngineDep = Annotated["SearchEngine", Depends(engine_of)]
+
+
+@router.get("/search", response_model=SearchResponse, responses=NO_INDEX)
+async def search(
+    service: ServiceDep,
+    engine: EngineDep,
+    q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
+    category: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006 (FastAPI idiom)
+    brand: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
+    price_min: Annotated[float | None, Query(ge=0)] = None,
+    price_max: Annotated[
+        float | None, Query(ge=0, description="At least price_min (422 otherwise).")
+    ] = None,
+    sort: Literal["relevance", "price_asc", "price_desc", "popularity", "newest"] = "relevance",
+    page: Annotated[int, Query(ge=1, le=1000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100)] = 10,
+    attribute: Annotated[
+        list[Attribute], Query(max_length=20, description="NAME:VALUE, e.g. color:red")
+    ] = [],  # noqa: B006
+    user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> SearchResponse:
+    """Hybrid search with filters (values of one field OR-ed, fields AND-ed),
+    disjunctive facets, sorting and pages; personalized with ``user_id``."""
+    attributes: dict[str, list[str]] = {}
+    for pair in attribute:  # NAME:VALUE, as Attribute's pattern checked
+        name, _, value = pair.partition(":")
+        attributes.setdefault(name, []).append(value)
+    filters: dict[str, Any] = {"category": category, "brand": brand, "attributes": attributes}
+    filters.update(price_min=price_min, price_max=price_max)
+    work = partial(personal_search, service, engine, q, filters, sort, page, per_page, user_id)
+    return await service.on_a_core(work)
+
+
+def personal_search(
+    service: Service,
+    engine: SearchEngine,
+    q: str,
+    filters: dict[str, Any],
+    sort: str,
+    page: int,
+    per_page: int,
+    user_id: str | None,
+) -> SearchResponse:
+    service.changes.catch_up()
+    session = None
+    if user_id is not None:  # the state store owns the live session; search reads it
+        steps = service.store.recent(user_id)
+        session = pd.DataFrame([asdict(s) for s in steps]) if steps else None
+    results = engine.search(q, filters, sort, page, per_page, user_id=user_id, session=session)
+    service.metrics.search_answered(results.from_cache)
+    if user_id is not None and q.strip():
+        logged = Event(uuid.uuid4().hex, user_id, "search", int(time.time()), query=q.strip(),
+                       request_id=results.request_id)  # fmt: skip
+        service.store.append_events([logged])
+    return SearchResponse(
+        **{k: v for k, v in vars(results).items() if k != "hits"}, hits=results.hits
+    )
+
+
+@router.get("/suggest", response_model=list[SuggestionOut], responses=NO_INDEX)
+def suggest(
+    service: ServiceDep,
+    engine: EngineDep,
+    q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)],
+    k: Annotated[int, Query(ge=1, le=20)] = 8,
+) -> list[SuggestionOut]:
+    service.changes.catch_up()
+    return [SuggestionOut(**asdict(s)) for s in engine.suggest(q, k)]

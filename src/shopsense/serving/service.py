@@ -1,0 +1,215 @@
+"""The service object every route depends on: settings, the state store, the
+served model, the search index copy and the change log that keeps them in
+step with the other workers; and the dependencies routes declare to get it
+(``ServiceDep``, ``admin``, ``engine_of``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import anyio
+import pandas as pd
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shopsense.compute import usable_cores
+from shopsense.data.dataset import Dataset
+from shopsense.serving.erasure import erase_user_files
+from shopsense.serving.limits import Limits
+from shopsense.serving.metrics import Metrics
+from shopsense.serving.recommendations import ModelBundle, RecommendationService, model_versions
+from shopsense.serving.replica import ChangeFollower, private_index_copy
+from shopsense.serving.store import Change, open_store
+
+if TYPE_CHECKING:
+    from shopsense.search.engine import SearchEngine
+
+LOG = logging.getLogger("shopsense.serving")
+T = TypeVar("T")
+BEARER = HTTPBearer(auto_error=False)
+
+
+@dataclass
+class ServiceSettings:
+    data: Path
+    models: Path
+    index: Path | None = None
+    state: str = "shopsense-state/state.db"
+    mode: str = "hybrid"
+    api_key: str | None = None
+    watch_seconds: float = 5.0
+    limits: Limits = field(default_factory=Limits)
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the API (CORS); none by default."""
+
+
+class Service:
+    """Everything a request reads; ``recommender`` is replaced whole on reload.
+
+    Catalogue changes, user deletions and reloads reach this process only
+    through the change log (``replica``): a route appends an entry and catches
+    up, and so does every other worker sharing the store. The search index is
+    this process's own copy of ``settings.index``."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.store = open_store(settings.state)
+        self.dataset = Dataset.load(settings.data)
+        self.withdrawn_items: set[str] = set()
+        self.deleted_users: set[str] = set()
+        self.recommender = self._recommender(self._newest())
+        self.engine = None
+        if settings.index is not None:
+            from shopsense.search.engine import SearchEngine
+            from shopsense.search.semantic import query_threads
+
+            query_threads()
+            self.engine = SearchEngine(private_index_copy(settings.index))
+            self.engine.settings.embedding_cache = None  # the copy's own (see private_index_copy)
+            self.engine.warm()
+        self._reload_lock = threading.Lock()
+        self.catalog_ids = set(self.dataset.items["item_id"].astype(str))
+        self.metrics = Metrics()
+        self.changes = ChangeFollower(self.store, self._apply)
+        self.changes.catch_up()  # a new worker replays the log before its first answer
+        self.cpu_slots = ThreadSlots(usable_cores())
+
+    async def on_a_core(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (a search, a ranking) on a worker thread, at most one per
+        core at once: more CPU work at once than cores only trades the GIL."""
+        return await anyio.to_thread.run_sync(work, limiter=self.cpu_slots.limiter())
+
+    def _newest(self) -> ModelBundle:
+        return ModelBundle(model_versions(self.settings.models)[-1], self.dataset)
+
+    def _recommender(self, bundle: ModelBundle) -> RecommendationService:
+        return RecommendationService(
+            bundle, self.store, self.settings.mode, self.withdrawn_items, self.deleted_users
+        )
+
+    def reload(self) -> str:
+        """Load the newest version aside, then swap it in (one reference assignment);
+        nothing to do when it is the one served."""
+        with self._reload_lock:
+            if self.newest_version() == self.recommender.bundle.version:
+                return self.recommender.bundle.version
+            bundle = self._newest()
+            self.recommender = self._recommender(bundle)
+            return bundle.version
+
+    def newest_version(self) -> str:
+        return model_versions(self.settings.models)[-1].name
+
+    # ------------------------------------------------------------- the change log
+    def change(self, kind: str, payload: Any) -> None:
+        """Log a change and apply it here before returning (read-your-writes)."""
+        self.store.append_change(kind, payload)
+        self.changes.catch_up()
+
+    def _apply(self, changes: list[Change]) -> None:
+        """Apply log entries in order. A run of catalogue changes is applied as
+        one upsert and one delete of each id's last version, so a worker that
+        replays a long log embeds and indexes each item once."""
+        items: dict[str, dict[str, Any] | None] = {}
+        for change in changes:
+            if change.kind == "items.upsert":
+                items.update((item["item_id"], item) for item in change.payload)
+            elif change.kind == "items.delete":
+                items.update((item_id, None) for item_id in change.payload)
+            else:
+                self._apply_items(items)
+                items = {}
+                if change.kind == "users.delete":
+                    self._forget_user(change.payload)
+                elif change.kind == "model.reload":
+                    self.reload()
+        self._apply_items(items)
+
+    def _apply_items(self, items: dict[str, dict[str, Any] | None]) -> None:
+        upserted = [item for item in items.values() if item is not None]
+        deleted = [item_id for item_id, item in items.items() if item is None]
+        if self.engine is not None:
+            if upserted:
+                self.engine.upsert(pd.DataFrame(upserted))
+            if deleted:
+                self.engine.delete(deleted)
+        ids = [item["item_id"] for item in upserted]
+        self.catalog_ids.update(ids)
+        self.withdrawn_items.difference_update(ids)
+        self.catalog_ids.difference_update(deleted)
+        self.withdrawn_items.update(deleted)
+
+    def _forget_user(self, user_id: str) -> None:
+        self.deleted_users.add(user_id)
+        if self.engine is not None:
+            self.engine.erase_user(user_id)
+        self.erase_files(user_id)
+
+    def erase_files(self, user_id: str) -> dict[str, int]:
+        """Erase the user from the files this machine serves from (``erase_user_files``)."""
+        settings = self.settings
+        user = self.recommender.bundle.user(user_id)
+        return erase_user_files(user_id, user, settings.data, settings.models, settings.index)
+
+
+class ThreadSlots:
+    """A cap on how many worker threads run requests at once, per event loop (a
+    limiter belongs to the loop it was made in; tests run several)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def limiter(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        found = self._limiters.get(loop)
+        if found is None:
+            found = self._limiters[loop] = anyio.CapacityLimiter(self.size)
+        return found
+
+
+def watch_versions(service: Service, stop: threading.Event) -> None:
+    """Swap in a new model version when one appears in the registry folder."""
+    while not stop.wait(service.settings.watch_seconds):
+        try:
+            if service.newest_version() != service.recommender.bundle.version:
+                service.reload()
+        except Exception as e:  # a version still being written, or a broken one
+            LOG.warning(
+                "model reload failed, keeping %s: %s", service.recommender.bundle.version, e
+            )
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(service_of)]
+
+
+def admin(
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> None:
+    """The admin routes' guard: the configured key, compared in constant time
+    (no timing oracle), or 401."""
+    key = service.settings.api_key
+    if key is None:
+        raise HTTPException(401, "the admin API is off: no API key is configured")
+    given = b"" if credentials is None else credentials.credentials.encode()
+    if not secrets.compare_digest(given, key.encode()):
+        raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY)")
+
+
+def engine_of(service: ServiceDep) -> SearchEngine:
+    if service.engine is None:
+        raise HTTPException(404, "this service has no search index (start it with --index)")
+    return service.engine
