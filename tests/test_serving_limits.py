@@ -223,6 +223,7 @@ def test_hostile_requests_are_refused_fast_while_the_worker_stays_responsive(ser
         "20 MB chunked, never ended": (request + b"Transfer-Encoding: chunked\r\n\r\n", 320, 413),
         "Content-Length 20 MB": (request + b"Content-Length: 20000000\r\n\r\n", 0, 413),
         "1 MB header": (get + b"X-Big: " + b"a" * (1 << 20) + b"\r\n\r\n", 0, 431),
+        "32 MB header": (get + b"X-Big: " + b"a" * (32 << 20) + b"\r\n\r\n", 0, 431),
         "10,000 headers": (
             get + b"".join(b"X-%d: v\r\n" % n for n in range(10_000)) + b"\r\n",
             0,

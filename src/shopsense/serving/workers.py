@@ -44,6 +44,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from shopsense.errors import ShopsenseError
 from shopsense.serving.metrics import MULTIPROCESS_FOLDER
+from shopsense.serving.protocol import HeadLimitedHttpTools
 
 LOG = logging.getLogger(__name__)
 APP = "shopsense.serving.app:app_from_environment"
@@ -72,7 +73,8 @@ def run_service(host: str, port: int, workers: int, log_level: str = "warning") 
             return
         import uvicorn
 
-        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, log_level=log_level)
+        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, log_level=log_level,
+                    http=HeadLimitedHttpTools)  # fmt: skip
 
 
 class PortClaim:
@@ -277,7 +279,11 @@ def _run_worker(host: str, port: int, log_level: str, line: socket.socket) -> No
                 line.send(READY)
 
     config = uvicorn.Config(
-        APP, factory=True, log_level=log_level, timeout_graceful_shutdown=STOP_SECONDS
+        APP,
+        factory=True,
+        log_level=log_level,
+        timeout_graceful_shutdown=STOP_SECONDS,
+        http=HeadLimitedHttpTools,
     )
     server = Worker(config)
 
