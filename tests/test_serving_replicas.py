@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shopsense.data.dataset import Dataset
-from shopsense.data.erasure import tombstones, user_hash
+from shopsense.data.erasure import read_tombstones, tombstones, user_hash
+from shopsense.data.ingest import ingest
 from shopsense.models.registry import create_model, load_model
 from shopsense.search.engine import build_index
 from shopsense.serving.app import create_app
@@ -120,7 +121,7 @@ def test_a_withdrawn_item_is_never_recommended_on_any_worker(served, store_dir, 
 
 
 def test_a_deleted_user_leaves_nothing_behind_on_any_worker_or_in_any_file(
-    served, store_dir, state, store, tmp_path
+    served, store_dir, state, store, tmp_path, raw_store
 ):
     data = tmp_path / "data"
     shutil.copytree(store_dir, data)
@@ -170,6 +171,14 @@ def test_a_deleted_user_leaves_nothing_behind_on_any_worker_or_in_any_file(
     assert saved.user_items_[row].nnz == 0 and bundle.model.user_items_[row].nnz > 0
     batch = pd.concat(pd.read_parquet(p) for p in (tmp_path / "batch").glob("part-*.parquet"))
     assert user_id not in set(batch["user_id"])
+    # The source files read again, into the same folder or another: still erased.
+    for out, erased in ((data, set()), (tmp_path / "elsewhere", read_tombstones(data))):
+        report = ingest("parquet", [raw_store], out, progress=False, tombstones=erased)
+        assert report["quarantined"]["erased_user"] > 0
+        for path in out.rglob("*"):
+            assert not path.is_file() or user_id.encode() not in path.read_bytes(), path
+        assert user_hash(user_id) in read_tombstones(out)
+    assert len(Dataset.load(tmp_path / "elsewhere").events) == len(retrained.events)
 
 
 def test_a_broken_newest_version_is_refused_by_reload_and_the_old_one_serves(

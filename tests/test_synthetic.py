@@ -91,3 +91,11 @@ def test_itemknn_beats_popularity(store):
     knn = evaluate(ItemKNN().fit(split.train), split, ks=(10,))
     assert knn["NDCG@10"] > 2 * pop["NDCG@10"]
     assert knn["Recall@10"] > pop["Recall@10"]
+
+
+def test_a_catalogue_smaller_than_the_category_tree_is_generated():
+    """Sessions are drawn over every leaf category; with five items most leaves
+    hold none (this was an IndexError)."""
+    items, users, events = generate_store(StoreConfig(users=50, items=5, days=5, seed=1))
+    assert len(items) == 5 and len(users) == 50
+    assert set(events["item_id"].dropna()) <= set(items["item_id"])

@@ -147,6 +147,13 @@ def generate(out: Path, users: int, items: int, days: int, seed: int, end: str) 
     show_default=True,
     help="Rows read at a time (bounds memory).",
 )
+@click.option(
+    "--tombstones",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Users erased elsewhere stay erased: a dataset folder or its tombstones.json "
+    "(--out's own are always honoured).",
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def ingest(
     fmt: str,
@@ -157,6 +164,7 @@ def ingest(
     timestamp_unit: str | None,
     k_core: int | None,
     chunk_rows: int,
+    tombstones: Path | None,
     paths: tuple[Path, ...],
 ) -> None:
     """Read PATH... (files or folders) in FORMAT, clean them, write a dataset to --out.
@@ -164,6 +172,7 @@ def ingest(
     Every rejected row goes to OUT/quarantine.jsonl with its reason; the counts
     are printed and written to OUT/report.json.
     """
+    from shopsense.data.erasure import read_tombstones
     from shopsense.data.ingest import format_report
     from shopsense.data.ingest import ingest as run_ingest
 
@@ -174,7 +183,10 @@ def ingest(
         default_type=default_type,
         timestamp_unit=timestamp_unit,  # type: ignore[arg-type]
     )
-    report = run_ingest(fmt, list(paths), out, options, k_core=k_core, progress=_progress())
+    erased = read_tombstones(tombstones) if tombstones is not None else set()
+    report = run_ingest(
+        fmt, list(paths), out, options, k_core=k_core, progress=_progress(), tombstones=erased
+    )
     click.echo(format_report(report))
     click.echo(f"dataset written to {out} ({report['seconds']:.1f}s)")
 

@@ -6,9 +6,11 @@ The user's events leave ``events.parquet`` and their rejected rows leave
 every model trained on the folder) keep their meaning, but its source id
 becomes a pseudonym and its attributes are emptied. The folder's
 ``tombstones.json`` keeps a SHA-256 of each erased id (not the id), which
-``ingest`` reads to drop the user's rows should the source files be read
-again. Every step is idempotent and each file is replaced whole (written
-aside, then renamed), under a lock on the folder: several workers may erase
+``ingest`` honours: re-ingesting the source files into the folder (or into
+another, with ``--tombstones``) drops the user's rows, counted in the report
+as ``erased_user`` but never written out, not even to the quarantine.
+Every step is idempotent and each file is replaced whole (written aside,
+then renamed), under a lock on the folder: several workers may erase
 the same user at once, and a reader sees the old file or the new one.
 """
 
@@ -25,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from shopsense.errors import ShopsenseError
 
 TOMBSTONES_FILE = "tombstones.json"
 QUARANTINE_FILE = "quarantine.jsonl"
@@ -43,6 +47,31 @@ def tombstones(folder: Path) -> set[str]:
     if not path.is_file():
         return set()
     return set(json.loads(path.read_text(encoding="utf-8"))["users_sha256"])
+
+
+def read_tombstones(path: Path) -> set[str]:
+    """The hashes in ``path``: a dataset folder or a ``tombstones.json``."""
+    path = Path(path)
+    if path.is_dir():
+        return tombstones(path)
+    try:
+        return set(json.loads(path.read_text(encoding="utf-8"))["users_sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ShopsenseError(f"{path} is not a tombstones file ({e})") from None
+
+
+def write_tombstones(folder: Path, hashes: set[str]) -> None:
+    text = json.dumps({"users_sha256": sorted(hashes)}, indent=1) + "\n"
+    replace_file(Path(folder) / TOMBSTONES_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def erased_mask(user_ids: pd.Series, hashes: set[str]) -> np.ndarray:
+    """Which rows of ``user_ids`` belong to erased users (each distinct id hashed once)."""
+    if not hashes or not len(user_ids):
+        return np.zeros(len(user_ids), bool)
+    codes, distinct = pd.factorize(user_ids)  # a missing id is code -1: not erased
+    erased = np.array([user_hash(str(u)) in hashes for u in distinct] + [False], bool)
+    return erased[codes]
 
 
 @contextlib.contextmanager
@@ -93,9 +122,7 @@ def erase_user(folder: Path, user_id: str) -> dict[str, int]:
         quarantined = _erase_quarantined(folder / QUARANTINE_FILE, str(user_id))
         if quarantined:
             removed[QUARANTINE_FILE] = quarantined
-        hashes = tombstones(folder) | {user_hash(user_id)}
-        text = json.dumps({"users_sha256": sorted(hashes)}, indent=1) + "\n"
-        replace_file(folder / TOMBSTONES_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+        write_tombstones(folder, tombstones(folder) | {user_hash(user_id)})
     return removed
 
 

@@ -32,6 +32,8 @@ from shopsense.data.clean import (
     default_time_window,
 )
 from shopsense.data.dataset import EVENTS_FILE, ITEMS_FILE, MANIFEST, USERS_FILE
+from shopsense.data.erasure import TOMBSTONES_FILE, erased_mask, write_tombstones
+from shopsense.data.erasure import tombstones as erased_hashes
 from shopsense.data.formats import ReadOptions, open_source
 from shopsense.data.kcore import k_core_mask
 from shopsense.data.schema import ITEM_COLUMNS, SCHEMA_VERSION, USER_COLUMNS
@@ -142,12 +144,17 @@ def format_report(report: dict[str, Any]) -> str:
 
 class _QuarantineWriter:
     """quarantine.jsonl: strict JSON, so a non-finite number in a rejected row
-    (the reason it was rejected, often) is written as text: "inf", not Infinity."""
+    (the reason it was rejected, often) is written as text: "inf", not Infinity.
+    Rejected rows of ``erased`` users are counted by their reason but not written."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, erased: set[str]) -> None:
         self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.erased = erased
 
     def write(self, rows: pd.DataFrame) -> None:
+        if self.erased and len(rows):
+            owners = rows["row"].map(lambda r: r.get("user_id") if isinstance(r, dict) else None)
+            rows = rows[~erased_mask(owners, self.erased)]
         for rec in rows.to_dict(orient="records"):
             rec["record"] = int(rec["record"])
             try:
@@ -202,12 +209,17 @@ def ingest(
     options: ReadOptions | None = None,
     k_core: int | None = None,
     progress: bool = True,
+    tombstones: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Ingest ``paths`` in format ``fmt`` into the dataset directory ``out``.
 
     The dataset is written to a hidden folder beside ``out`` and moved into
     ``out`` once complete, so an ingest that fails leaves no partial dataset,
     and a dataset already in ``out`` stays as it was.
+
+    Users erased from ``out`` before (its ``tombstones.json``), or named by
+    ``tombstones`` (``user_hash`` values), stay erased: their rows are counted
+    as ``erased_user`` in the report and written nowhere.
     """
     started = time.perf_counter()
     options = options or ReadOptions()
@@ -215,11 +227,14 @@ def ingest(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ShopsenseError(f"{out} is a file, not a dataset folder")
+    erased = set(tombstones) | (erased_hashes(out) if out.is_dir() else set())
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         report = IngestReport(source=source.name, k_core=k_core)
-        items, users = _write_tables(source, work, report, k_core, progress)
+        items, users = _write_tables(source, work, report, k_core, progress, erased)
+        if erased:
+            write_tombstones(work, erased)
         report.seconds = time.perf_counter() - started
         result = report.as_dict()
         manifest = {
@@ -247,11 +262,17 @@ def ingest(
 
 
 def _write_tables(
-    source: Source, work: Path, report: IngestReport, k_core: int | None, progress: bool
+    source: Source,
+    work: Path,
+    report: IngestReport,
+    k_core: int | None,
+    progress: bool,
+    erased: set[str],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Clean the source into ``work``'s events.parquet, items.parquet,
-    users.parquet and quarantine.jsonl; returns the items and users tables."""
-    quarantine = _QuarantineWriter(work / QUARANTINE_FILE)
+    users.parquet and quarantine.jsonl, leaving out the ``erased`` users;
+    returns the items and users tables."""
+    quarantine = _QuarantineWriter(work / QUARANTINE_FILE, erased)
     origin = _OriginWriter(work / ORIGIN_FILE) if k_core else None
     try:
         catalog, users_table = _clean_tables(source, report, quarantine)
@@ -269,6 +290,7 @@ def _write_tables(
             for chunk in bar:
                 accepted, rejected = cleaner.clean(chunk)
                 quarantine.write(rejected)
+                accepted = _without_erased(accepted, erased, cleaner.report)
                 writer.write_table(_encode(accepted, user_map, item_map, new_item_category))
                 if origin is not None:
                     origin.write(chunk.file, accepted[ORIGIN_RECORD].to_numpy(np.int64))
@@ -293,8 +315,11 @@ def _publish(work: Path, out: Path) -> None:
     ``out`` is not a dataset that ``Dataset.load`` opens."""
     out.mkdir(exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
-    for name in (EVENTS_FILE, ITEMS_FILE, USERS_FILE, QUARANTINE_FILE, REPORT_FILE, MANIFEST):
-        os.replace(work / name, out / name)
+    (out / TOMBSTONES_FILE).unlink(missing_ok=True)  # the new one, if any, holds all of it
+    for name in (EVENTS_FILE, ITEMS_FILE, USERS_FILE, QUARANTINE_FILE, REPORT_FILE, MANIFEST,
+                 TOMBSTONES_FILE):  # fmt: skip
+        if (work / name).exists():
+            os.replace(work / name, out / name)
 
 
 def _clean_tables(source: Source, report: IngestReport, quarantine: _QuarantineWriter):
@@ -305,7 +330,17 @@ def _clean_tables(source: Source, report: IngestReport, quarantine: _QuarantineW
     if source.users is not None:
         users, rejected, report.users = clean_users(source.users)
         quarantine.write(rejected)
+        users = _without_erased(users, quarantine.erased, report.users)
     return catalog, users
+
+
+def _without_erased(rows: pd.DataFrame, erased: set[str], report: TableReport) -> pd.DataFrame:
+    """``rows`` less those of erased users, counted in ``report`` as ``erased_user``."""
+    doomed = erased_mask(rows["user_id"], erased)
+    if not doomed.any():
+        return rows
+    report.move_to_quarantine("erased_user", int(doomed.sum()))
+    return rows[~doomed].reset_index(drop=True)
 
 
 def _encode(

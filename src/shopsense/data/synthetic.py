@@ -207,7 +207,7 @@ def _sample_in_leaf(
     Items are sorted by leaf, so each leaf's cumulative popularity is shifted
     to ``[leaf, leaf + 1)`` and one ``searchsorted`` serves every leaf at once.
     """
-    n_leaves = int(items_leaf.max()) + 1
+    n_leaves = int(max(items_leaf.max(), leaf.max(initial=0))) + 1  # leaves may have no items
     totals = np.bincount(items_leaf, weights=popularity, minlength=n_leaves)
     within = np.cumsum(popularity) - np.concatenate(([0.0], np.cumsum(totals)))[items_leaf]
     keys = items_leaf + within / totals[items_leaf]
