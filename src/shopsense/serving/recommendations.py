@@ -136,7 +136,8 @@ class RecommendationService:
     ) -> None:
         """``withdrawn_items`` (deleted from the catalogue since training) are never
         recommended; ``deleted_users`` are strangers to the model, whatever it
-        learnt of them. Both are read live: the service adds to them."""
+        learnt of them. Both are the service's own sets, read live; after a
+        change to ``withdrawn_items`` it calls ``withdrawn_changed``."""
         if mode not in MODES:
             raise ShopsenseError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.bundle = bundle
@@ -144,6 +145,12 @@ class RecommendationService:
         self.mode = mode
         self.withdrawn_items = set() if withdrawn_items is None else withdrawn_items
         self.deleted_users = set() if deleted_users is None else deleted_users
+        self.withdrawn_changed()
+
+    def withdrawn_changed(self) -> None:
+        """Find the rows of ``withdrawn_items`` once, not on every request."""
+        rows = [self.bundle.item(i) for i in list(self.withdrawn_items)]  # a copy: it may grow
+        self._withdrawn = np.array([r for r in rows if r is not None], np.int64)
 
     # ------------------------------------------------------------- recommend
     def recommend(
@@ -167,14 +174,10 @@ class RecommendationService:
             scores = masked
         if exclude_seen:
             scores[self._seen(user, live)] = -np.inf
-        scores[self._withdrawn()] = -np.inf
+        scores[self._withdrawn] = -np.inf
         ids, values = top_k(scores[None, :], k)
         keep = np.isfinite(values[0])
         return self._explain(ids[0][keep], values[0][keep], user, live)
-
-    def _withdrawn(self) -> np.ndarray:
-        rows = [self.bundle.item(i) for i in list(self.withdrawn_items)]
-        return np.array([r for r in rows if r is not None], np.int64)
 
     def _live(self, steps: list[Step]) -> list[tuple[int, str]]:
         """The session's steps on items this model knows, as (row, type)."""
@@ -303,7 +306,7 @@ class RecommendationService:
             raise KeyError(item_id)
         wanted = min(k + len(self.withdrawn_items), b.model.n_items_)
         ids, values = b.model.similar_items(np.array([row]), k=wanted)
-        keep = np.isfinite(values[0]) & ~np.isin(ids[0], self._withdrawn())
+        keep = np.isfinite(values[0]) & ~np.isin(ids[0], self._withdrawn)
         keep &= np.cumsum(keep) <= k
         out = self._explain(ids[0][keep], values[0][keep], None, [])
         for rec in out:

@@ -134,6 +134,8 @@ class Service:
         self._apply_items(items)
 
     def _apply_items(self, items: dict[str, dict[str, Any] | None]) -> None:
+        if not items:
+            return
         upserted = [item for item in items.values() if item is not None]
         deleted = [item_id for item_id, item in items.items() if item is None]
         if self.engine is not None:
@@ -146,6 +148,7 @@ class Service:
         self.withdrawn_items.difference_update(ids)
         self.catalog_ids.difference_update(deleted)
         self.withdrawn_items.update(deleted)
+        self.recommender.withdrawn_changed()
 
     def _forget_user(self, user_id: str) -> None:
         self.deleted_users.add(user_id)
