@@ -191,14 +191,16 @@ def watch_versions(service: Service, stop: threading.Event) -> None:
             )
 
 
-def service_of(request: Request) -> Service:
+async def service_of(request: Request) -> Service:
+    """Async, as every dependency here: FastAPI runs a plain ``def`` dependency
+    on a worker thread, a hop that cost a cached search a third of its time."""
     return request.app.state.service
 
 
 ServiceDep = Annotated[Service, Depends(service_of)]
 
 
-def admin(
+async def admin(
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> None:
@@ -212,7 +214,7 @@ def admin(
         raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY)")
 
 
-def engine_of(service: ServiceDep) -> SearchEngine:
+async def engine_of(service: ServiceDep) -> SearchEngine:
     if service.engine is None:
         raise HTTPException(404, "this service has no search index (start it with --index)")
     return service.engine
