@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ import pytest
 
 from shopsense.models.registry import create_model
 from shopsense.search.engine import SearchEngine, build_index
-from shopsense.serving.replica import REPLICA_ROOT
+from shopsense.serving.replica import replica_root
 from shopsense.serving.store import open_store
 from tests.serving_helpers import free_port, start_server
 
@@ -96,7 +95,7 @@ def test_concurrent_catalogue_changes_on_two_workers_reach_every_search(
         assert len(replicas) == 2  # both workers were asked
         for name in replicas:  # each worker's own copy: catalogue and lexical index agree
             pid = name.split(":")[1]
-            (copy,) = (Path(tempfile.gettempdir()) / REPLICA_ROOT).glob(f"{pid}-*")
+            (copy,) = replica_root().glob(f"{pid}-*")
             engine = SearchEngine(copy, semantic=False)
             assert engine.lexical.searcher.num_docs == len(engine.catalog.live_rows)
             assert {f"new-{n}" for n in range(10)} <= set(engine.catalog.row_of)

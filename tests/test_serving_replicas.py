@@ -231,3 +231,68 @@ def test_search_leans_toward_the_live_session_on_every_worker(served, store_dir,
         share = sum(i in items for i in personal), sum(i in items for i in anonymous[:10])
         assert share[0] >= share[1] and personal != anonymous[:10]
         assert b.app.state.service.engine.profiles.recent("newcomer") is None
+
+
+def test_a_change_that_fails_on_a_worker_is_retried_never_skipped(
+    served, store_dir, state, store, tmp_path, monkeypatch
+):
+    data = tmp_path / "data"
+    shutil.copytree(store_dir, data)
+    settings = ServiceSettings(data=data, models=served / "models", index=served / "index",
+                               state=state, api_key=KEY, watch_seconds=0)  # fmt: skip
+    user_id = str(store.users["user_id"].iloc[store.events["user"].value_counts().index[0]])
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        service = b.app.state.service
+        real = service.erase_files
+
+        def broken(user: str) -> dict:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(service, "erase_files", broken)
+        assert a.delete(f"/users/{user_id}", headers=ADMIN).status_code == 200
+        assert a.put("/items", json=[NEW_ITEM], headers=ADMIN).status_code == 200
+        found(b, "quasar teapot")  # b tries, fails, and stays at the failed entry
+        ready = b.get("/health/ready")
+        assert ready.status_code == 503 and "disk full" in ready.json()["detail"]
+        assert "zz-new" not in found(b, "quasar teapot")  # nothing after it either
+        monkeypatch.setattr(service, "erase_files", real)
+        service.changes.catch_up(retry=True)  # what b's follower does every second
+        assert b.get("/health/ready").json()["changes_behind"] == 0
+        assert found(b, "quasar teapot")[0] == "zz-new"
+        assert service.engine.profiles.recent(user_id) is None
+
+
+def test_a_change_log_that_went_back_is_refused_not_ignored(served, store_dir, tmp_path):
+    state = str(tmp_path / "state.db")
+    with worker(served, store_dir, state) as a:
+        a.put("/items", json=[NEW_ITEM], headers=ADMIN)
+        a.put("/items", json=[{**NEW_ITEM, "item_id": "zz-2"}], headers=ADMIN)
+        import sqlite3
+
+        with sqlite3.connect(state) as db:  # the store emptied behind the service's back
+            db.execute("DELETE FROM changes")
+        response = a.put("/items", json=[{**NEW_ITEM, "item_id": "zz-3"}], headers=ADMIN)
+        assert response.status_code == 503 and "went back" in response.json()["detail"]
+        assert a.get("/health/ready").status_code == 503
+
+
+def test_a_broken_newest_version_neither_stops_a_start_nor_keeps_an_erased_user(
+    served, store_dir, state, store, tmp_path
+):
+    data, models = tmp_path / "data", tmp_path / "models"
+    shutil.copytree(store_dir, data)
+    shutil.copytree(served / "models", models)
+    (models / "v0002").mkdir()
+    (models / "v0002" / "model.json").write_text('{"name": "itemknn", "par')  # being written
+    settings = ServiceSettings(data=data, models=models, state=state, api_key=KEY,
+                               watch_seconds=0)  # fmt: skip
+    row = int(store.events["user"].value_counts().index[0])
+    user_id = str(store.users["user_id"].iloc[row])
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/recommendations").json()["model_version"] == "v0001"
+        assert client.delete(f"/users/{user_id}", headers=ADMIN).status_code == 200
+        assert load_model(models / "v0001").user_items_[row].nnz == 0
+        shutil.rmtree(models / "v0002")  # the training run finishes: a model that knew the user
+        shutil.copytree(served / "models" / "v0001", models / "v0002")
+        assert client.post("/admin/reload", headers=ADMIN).json()["model_version"] == "v0002"
+        assert load_model(models / "v0002").user_items_[row].nnz == 0

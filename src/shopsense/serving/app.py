@@ -29,7 +29,7 @@ from shopsense.serving.limits import (
     listed,
     short_validation_error,
 )
-from shopsense.serving.replica import follow
+from shopsense.serving.replica import follow, remove_copy
 from shopsense.serving.routes import admin, events, operations, recommendations, search
 from shopsense.serving.schemas import MAX_EVENTS, invalid
 from shopsense.serving.service import Service, ServiceSettings, watch_versions
@@ -50,6 +50,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             threading.Thread(target=watch_versions, args=(service, stop), daemon=True).start()
         yield
         stop.set()
+        if service.index_copy is not None:  # uvicorn ends a SIGTERM'd worker past atexit
+            remove_copy(service.index_copy)
 
     app = FastAPI(
         title="shopsense",

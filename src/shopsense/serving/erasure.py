@@ -10,6 +10,7 @@ work once however many of its workers apply the same deletion.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from shopsense.search.engine import PROFILES_FILE
 from shopsense.search.profiles import UserProfiles
 from shopsense.serving.batch import erase_user as erase_batch_lists
 from shopsense.serving.recommendations import model_versions
+
+LOG = logging.getLogger("shopsense.serving")
 
 
 def erase_user_files(
@@ -39,9 +42,12 @@ def erase_user_files(
         with folder_lock(models):
             n_users = len(pd.read_parquet(data / USERS_FILE, columns=["user_id"]))
             for version in model_versions(models):
-                if Recommender.read_doc(version)["n_users"] == n_users:
-                    load_model(version).erase_users_from(version, np.array([user]))
-                    removed[str(version / ARRAYS_FILE)] = 1
+                try:
+                    if Recommender.read_doc(version)["n_users"] == n_users:
+                        load_model(version).erase_users_from(version, np.array([user]))
+                        removed[str(version / ARRAYS_FILE)] = 1
+                except Exception as e:  # still being written: erased when it is served
+                    LOG.warning("model version %s left for later: %s", version.name, e)
     if index is not None:
         with folder_lock(index):
             profiles = index / PROFILES_FILE

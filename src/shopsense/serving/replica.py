@@ -47,25 +47,56 @@ CATCH_UP_BATCH = 500
 REPLICA_ROOT = "shopsense-replicas"
 
 
+class ChangeApplyError(Exception):
+    """Applying log entries failed after ``applied`` (the last entry in effect)."""
+
+    def __init__(self, applied: int, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.applied = applied
+        self.cause = cause
+
+
 class ChangeFollower:
     """Applies the store's change log to this process, in order, exactly once.
 
     ``applied`` is this process's offset: the entries 1 … ``applied`` are in
-    effect here. ``apply`` receives each batch of new entries in order."""
+    effect here. ``apply`` receives each batch of new entries in order and
+    returns; when one fails it raises ``ChangeApplyError`` saying how far it
+    got. The follower then stays there: the failed entry is tried again (by
+    the background thread every ``FOLLOW_SECONDS``, not by every request),
+    and until it applies, ``problem`` says why and readiness fails, so a load
+    balancer stops sending this worker traffic. An entry is never skipped: an
+    erasure that failed here must not be lost.
+
+    A log whose head is behind ``applied`` was reset (a state store emptied or
+    replaced): what this process applied is no longer in it, so it refuses to
+    go on (``problem``) rather than ignore the new entries that reuse old
+    numbers."""
 
     def __init__(self, store: StateStore, apply: Callable[[list[Change]], None]) -> None:
         self.store = store
         self._apply = apply
         self.applied = 0
-        self.failed = 0
+        self.problem: str | None = None
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._lock = threading.Lock()
+        self._failed_at = 0.0
 
-    def catch_up(self) -> None:
+    def catch_up(self, retry: bool = False) -> None:
         """Apply every entry appended before this call started; returns once done
-        (other threads that call meanwhile wait for the same entries)."""
+        (other threads that call meanwhile wait for the same entries). After a
+        failure, only a call with ``retry`` (or one ``FOLLOW_SECONDS`` later)
+        tries again; the others serve what is applied."""
         head = self.store.last_change()
-        if head <= self.applied:
+        if head < self.applied:
+            self.problem = (
+                f"the change log went back from entry {self.applied} to {head} (its state "
+                "store was emptied or replaced): restart the service to rebuild from it"
+            )
+            return
+        if head == self.applied:
+            return
+        if self.problem and not retry and time.monotonic() - self._failed_at < FOLLOW_SECONDS:
             return
         with self._lock:
             while self.applied < head:
@@ -74,13 +105,14 @@ class ChangeFollower:
                     break
                 try:
                     self._apply(pending)
-                except Exception:
-                    # A change every worker accepted when it was logged: failing here
-                    # is a bug, and retrying it on every request would wedge the worker.
-                    LOG.exception("changes %s-%s could not be applied", pending[0].seq,
-                                  pending[-1].seq)  # fmt: skip
-                    self.failed += len(pending)
+                except ChangeApplyError as e:
+                    self.applied = e.applied
+                    self._failed_at = time.monotonic()
+                    self.problem = f"change {e.applied + 1} cannot be applied yet: {e.cause}"
+                    LOG.error("%s (tried again every %s s)", self.problem, FOLLOW_SECONDS)
+                    return
                 self.applied = pending[-1].seq
+                self.problem = None
 
     def behind(self) -> int:
         """How many logged changes this process has not applied yet."""
@@ -91,9 +123,17 @@ def follow(follower: ChangeFollower, stop: threading.Event) -> None:
     """Catch up every ``FOLLOW_SECONDS`` until ``stop``; a store outage is waited out."""
     while not stop.wait(FOLLOW_SECONDS):
         try:
-            follower.catch_up()
+            follower.catch_up(retry=True)
         except Exception as e:  # the store is down: requests answer 503 meanwhile
             LOG.warning("cannot read the change log: %s", e)
+
+
+def replica_root() -> Path:
+    return Path(tempfile.gettempdir()) / f"{REPLICA_ROOT}-{os.getuid()}"
+
+
+def remove_copy(copy: Path) -> None:
+    shutil.rmtree(copy, ignore_errors=True)
 
 
 def private_index_copy(index: Path) -> Path:
@@ -101,8 +141,8 @@ def private_index_copy(index: Path) -> Path:
     process exits (copies left by processes that were killed are removed here). The
     embedding cache stays behind: each copy caches what it embeds itself, as
     the cache's files are not written safely by two processes at once."""
-    root = Path(tempfile.gettempdir()) / REPLICA_ROOT
-    root.mkdir(exist_ok=True)
+    root = replica_root()
+    root.mkdir(mode=0o700, exist_ok=True)  # this user's alone: the copies hold profiles
     for old in root.iterdir():
         pid = old.name.split("-", 1)[0]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
@@ -110,6 +150,6 @@ def private_index_copy(index: Path) -> Path:
     copy = root / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
     shutil.copytree(index, copy, ignore=shutil.ignore_patterns("embeddings"))
-    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    atexit.register(remove_copy, copy)  # and at the app's shutdown: SIGTERM skips atexit
     LOG.info("copied %s to %s in %.2f s", index, copy, time.perf_counter() - started)
     return copy

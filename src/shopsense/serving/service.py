@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
+import numpy as np
 import pandas as pd
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
+from shopsense.data.erasure import erased_users
 from shopsense.serving.erasure import erase_user_files
 from shopsense.serving.limits import Limits
 from shopsense.serving.metrics import Metrics
 from shopsense.serving.recommendations import ModelBundle, RecommendationService, model_versions
-from shopsense.serving.replica import ChangeFollower, private_index_copy
-from shopsense.serving.store import Change, open_store
+from shopsense.serving.replica import ChangeApplyError, ChangeFollower, private_index_copy
+from shopsense.serving.store import Change, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
     from shopsense.search.engine import SearchEngine
@@ -65,14 +67,16 @@ class Service:
         self.dataset = Dataset.load(settings.data)
         self.withdrawn_items: set[str] = set()
         self.deleted_users: set[str] = set()
-        self.recommender = self._recommender(self._newest())
+        self.recommender = self._recommender(self._first_loadable())
         self.engine = None
+        self.index_copy: Path | None = None
         if settings.index is not None:
             from shopsense.search.engine import SearchEngine
             from shopsense.search.semantic import query_threads
 
             query_threads()
-            self.engine = SearchEngine(private_index_copy(settings.index))
+            self.index_copy = private_index_copy(settings.index)
+            self.engine = SearchEngine(self.index_copy)
             self.engine.settings.embedding_cache = None  # the copy's own (see private_index_copy)
             self.engine.warm()
         self._reload_lock = threading.Lock()
@@ -90,10 +94,34 @@ class Service:
     def _newest(self) -> ModelBundle:
         return ModelBundle(model_versions(self.settings.models)[-1], self.dataset)
 
+    def _first_loadable(self) -> ModelBundle:
+        """The newest version that loads: one still being written (or broken)
+        must not keep a worker from starting; the watcher swaps it in once whole."""
+        *newer, oldest = reversed(model_versions(self.settings.models))
+        for version in newer:
+            try:
+                return ModelBundle(version, self.dataset)
+            except Exception as e:
+                LOG.warning("model version %s cannot be loaded (%s): trying the one before",
+                            version.name, e)  # fmt: skip
+        return ModelBundle(oldest, self.dataset)
+
     def _recommender(self, bundle: ModelBundle) -> RecommendationService:
+        self._scrub(bundle)
         return RecommendationService(
             bundle, self.store, self.settings.mode, self.withdrawn_items, self.deleted_users
         )
+
+    def _scrub(self, bundle: ModelBundle) -> None:
+        """A version that still holds rows of erased users (copied in from a
+        backup, or written while the deletion ran) loses them before it serves,
+        in memory and in its files."""
+        rows = set(erased_users(self.dataset.users).tolist())
+        rows.update(r for r in map(bundle.user, list(self.deleted_users)) if r is not None)
+        held = [r for r in sorted(rows) if bundle.model.user_items_[r].nnz]
+        if held:
+            bundle.model.erase_users_from(bundle.path, np.array(held, np.int64))
+            LOG.warning("erased %d deleted users from model version %s", len(held), bundle.version)
 
     def reload(self) -> str:
         """Load the newest version aside, then swap it in (one reference assignment);
@@ -110,28 +138,48 @@ class Service:
 
     # ------------------------------------------------------------- the change log
     def change(self, kind: str, payload: Any) -> None:
-        """Log a change and apply it here before returning (read-your-writes)."""
+        """Log a change and apply it here before returning (read-your-writes);
+        if it cannot be applied here, 503 (it is logged: a retry is harmless)."""
         self.store.append_change(kind, payload)
-        self.changes.catch_up()
+        self.changes.catch_up(retry=True)
+        if self.changes.problem is not None:
+            raise StoreUnavailable(
+                f"logged, but not in effect on this worker: {self.changes.problem}"
+            )
 
     def _apply(self, changes: list[Change]) -> None:
         """Apply log entries in order. A run of catalogue changes is applied as
         one upsert and one delete of each id's last version, so a worker that
-        replays a long log embeds and indexes each item once."""
+        replays a long log embeds and indexes each item once. On a failure,
+        ``ChangeApplyError`` says the last entry fully in effect."""
+        done = changes[0].seq - 1
         items: dict[str, dict[str, Any] | None] = {}
-        for change in changes:
-            if change.kind == "items.upsert":
-                items.update((item["item_id"], item) for item in change.payload)
-            elif change.kind == "items.delete":
-                items.update((item_id, None) for item_id in change.payload)
-            else:
+        try:
+            for change in changes:
+                if change.kind == "items.upsert":
+                    items.update((item["item_id"], item) for item in change.payload)
+                    continue
+                if change.kind == "items.delete":
+                    items.update((item_id, None) for item_id in change.payload)
+                    continue
                 self._apply_items(items)
-                items = {}
+                items, done = {}, change.seq - 1
                 if change.kind == "users.delete":
                     self._forget_user(change.payload)
                 elif change.kind == "model.reload":
-                    self.reload()
-        self._apply_items(items)
+                    self._reload_newest()
+                done = change.seq
+            self._apply_items(items)
+        except Exception as e:
+            raise ChangeApplyError(done, e) from e
+
+    def _reload_newest(self) -> None:
+        """A logged reload: the newest version if it loads here; if it does not
+        (still being copied to this machine), the watcher takes it later."""
+        try:
+            self.reload()
+        except Exception as e:
+            LOG.warning("logged reload: keeping %s: %s", self.recommender.bundle.version, e)
 
     def _apply_items(self, items: dict[str, dict[str, Any] | None]) -> None:
         if not items:

@@ -59,8 +59,10 @@ def delete_user(
     every model version's rows of them, the dataset, search profiles and batch
     files; every worker then treats them as a stranger."""
     events = service.store.delete_user(user_id)
-    removed = service.erase_files(user_id)
-    service.change("users.delete", user_id)
+    try:
+        removed = service.erase_files(user_id)
+    finally:  # logged even if a file could not be erased: every worker tries again
+        service.change("users.delete", user_id)
     return UserDeleted(user_id=user_id, events_deleted=events, files=removed)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import PlainTextResponse
 
+from shopsense.serving.limits import declared
 from shopsense.serving.schemas import Health, Readiness
 from shopsense.serving.service import ServiceDep
 
@@ -16,11 +17,18 @@ def live() -> Health:
     return Health(status="ok")
 
 
-@router.get("/health/ready", response_model=Readiness)
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses=declared(503, "Not ready: the state store is down, or a change cannot be applied."),
+)
 def ready(service: ServiceDep) -> Readiness:
-    """Ready when the state store answers; says how far this worker is
-    behind the change log (0 once it has applied every logged change)."""
+    """Ready when the state store answers and every logged change applies
+    here; says how far this worker is behind the change log (0 once it has
+    applied every logged change). 503 with the reason otherwise."""
     follower = service.changes
+    if follower.problem is not None:
+        raise HTTPException(503, follower.problem, headers={"Retry-After": "1"})
     return Readiness(
         status="ready",
         model_version=service.recommender.bundle.version,
