@@ -8,6 +8,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -296,3 +297,44 @@ def test_a_broken_newest_version_neither_stops_a_start_nor_keeps_an_erased_user(
         shutil.copytree(served / "models" / "v0001", models / "v0002")
         assert client.post("/admin/reload", headers=ADMIN).json()["model_version"] == "v0002"
         assert load_model(models / "v0002").user_items_[row].nnz == 0
+
+
+def test_a_user_id_with_a_slash_is_served_and_erased(served, store_dir, state, store):
+    item = str(store.items["item_id"].iloc[0])
+    with worker(served, store_dir, state) as client:
+        event = {"user_id": "tenant/42", "type": "view", "item_id": item}
+        assert client.post("/events", json=event).status_code == 200
+        for path in ("/recommendations/tenant%2F42", "/recommendations/tenant/42"):
+            answer = client.get(path)
+            assert answer.status_code == 200 and answer.json()["user_id"] == "tenant/42"
+        gone = client.delete("/users/tenant%2F42", headers=ADMIN).json()
+        assert gone["user_id"] == "tenant/42" and gone["events_deleted"] == 1
+        metrics = client.get("/metrics").text
+        assert 'endpoint="/recommendations/{user_id}"' in metrics
+
+
+@pytest.fixture(scope="module")
+def semantic_index(store, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("semantic")
+    build_index(store.items.head(60), root / "index", store.source_events())
+    return root / "index"
+
+
+def test_a_logged_upsert_carries_its_vectors_and_replicas_index_them_as_they_are(
+    served, semantic_index, store_dir, tmp_path
+):
+    state = str(tmp_path / "state.db")
+    settings = ServiceSettings(data=store_dir, models=served / "models", index=semantic_index,
+                               state=state, api_key=KEY, watch_seconds=0)  # fmt: skip
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        engine_a, engine_b = (c.app.state.service.engine for c in (a, b))
+        expected = engine_a.embed(pd.DataFrame([NEW_ITEM]))["zz-new"]
+        assert a.put("/items", json=[NEW_ITEM, NEW_ITEM], headers=ADMIN).status_code == 200
+        (entry,) = a.app.state.service.store.changes()
+        assert entry.payload["vectors"]["encoder"] == engine_b.encoder_tag
+        assert entry.payload["vectors"]["ids"] == ["zz-new"]
+        assert found(b, "quasar teapot")[0] == "zz-new"
+        for engine in (engine_a, engine_b):
+            row = engine.catalog.row_of["zz-new"]
+            np.testing.assert_array_equal(engine.vectors.vectors(np.array([row]))[0], expected)
+    assert b"zz-new" not in (semantic_index / "catalog.parquet").read_bytes()  # the original

@@ -197,8 +197,13 @@ class SearchResults:
 class SearchEngine:
     """An opened index folder."""
 
-    def __init__(self, folder: Path, semantic: bool = True) -> None:
+    def __init__(self, folder: Path, semantic: bool = True, persist: bool = True) -> None:
+        """``persist=False``: changes are kept in memory (and in the lexical
+        index's own files) only, for a copy of the index that is thrown away
+        (a serving worker's): writing the whole catalogue, vocabulary,
+        suggestions and vectors after every change was most of its cost."""
         folder = Path(folder)
+        self.persist = persist
         if not (folder / "settings.json").is_file():
             raise ShopsenseError(f"{folder} is not a search index (no settings.json)")
         self.folder = folder
@@ -502,17 +507,45 @@ class SearchEngine:
             return self.suggester.suggest(prefix, k)
 
     # ------------------------------------------------------------- changes
-    def upsert(self, items: pd.DataFrame, progress: bool = False) -> int:
-        """Add or replace items without rebuilding the index; returns how many."""
+    def embed(self, items: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The vectors ``upsert`` gives ``items`` (by item id; none without a
+        semantic index), computed without holding the index: a service embeds
+        a catalogue change before it is logged, so that every replica with the
+        same encoder (``encoder_tag``) indexes the change without embedding it."""
+        if self.vectors is None:
+            return {}
+        frame, _ = _indexable(items)
+        vectors = _embed(frame, self.folder, self.settings, progress=False)
+        return dict(zip(frame["item_id"], vectors, strict=True))
+
+    @property
+    def encoder_tag(self) -> str:
+        """Which encoder made the item vectors (a fine-tune by its weights' hash)."""
+        return _encoder_tag(self.settings.model_path)
+
+    def upsert(
+        self,
+        items: pd.DataFrame,
+        progress: bool = False,
+        vectors: dict[str, np.ndarray] | None = None,
+    ) -> int:
+        """Add or replace items without rebuilding the index; returns how many.
+        ``vectors`` (from ``embed``, by item id) saves embedding them here."""
+        items, texts = _indexable(items)
+        known = vectors or {}
+        embedded = None
+        if self.vectors is not None:  # before the lock: searches go on meanwhile
+            if all(i in known for i in items["item_id"]):
+                embedded = np.stack([known[i] for i in items["item_id"]]) if len(items) else None
+            else:
+                embedded = _embed(items, self.folder, self.settings, progress)
         with self._changes.exclusive():
-            items, texts = _indexable(items)
             new_rows, old_rows = self.catalog.append(items)
             if len(old_rows):
                 self.lexical.delete(old_rows)
             self.lexical.add(self.catalog, new_rows, texts)
-            if self.vectors is not None:
-                vectors = _embed(self.catalog, new_rows, self.folder, self.settings, progress)
-                self.vectors.add(vectors)
+            if embedded is not None:
+                self.vectors.add(embedded)
             self.vocabulary.update(_vocabulary_documents(texts))
             self._refresh_suggestions()
             self._save()
@@ -547,8 +580,7 @@ class SearchEngine:
     ) -> tuple[VectorIndex, QueryEncoder]:
         """Every item embedded by ``settings``' model, and that model's query encoder."""
         vectors = VectorIndex.create(self.catalog.n_rows, settings.hnsw_above)
-        rows = np.arange(self.catalog.n_rows)
-        vectors.add(_embed(self.catalog, rows, self.folder, settings, progress))
+        vectors.add(_embed(self.catalog.items, self.folder, settings, progress))
         return vectors, QueryEncoder(settings.model_path, settings.int8_queries)
 
     def delete(self, item_ids: list[str]) -> int:
@@ -582,11 +614,21 @@ class SearchEngine:
         """Every change to the index ends here: write it, and forget the query
         plans made against the old vocabulary and the results of the old catalogue."""
         self.clear_caches()
+        if not self.persist:
+            return
         self.catalog.save(self.folder)
         self.vocabulary.save(self.folder / "vocabulary.json")
         self.suggester.save(self.folder / "suggest.json")
         if self.vectors is not None:
             self.vectors.save(self.folder / "vectors.faiss")
+
+
+@lru_cache(maxsize=8)
+def _encoder_tag(model_path: str | None) -> str:
+    """``model_tag``, which hashes a fine-tune's weights, once per model path."""
+    from shopsense.search.finetune import model_tag
+
+    return model_tag(model_path)
 
 
 def _lookup(rows: np.ndarray, keys: np.ndarray, values: np.ndarray, missing: float = 0.0):
@@ -642,14 +684,16 @@ def _vocabulary_documents(texts: list[tuple[str, str]]) -> list[list[str]]:
 
 
 def _embed(
-    catalog: Catalog, rows: np.ndarray, folder: Path, settings: SearchSettings, progress: bool
+    items: pd.DataFrame, folder: Path, settings: SearchSettings, progress: bool
 ) -> np.ndarray:
+    """One vector per row of ``items`` (catalogue columns)."""
     from shopsense.features.sentence import SentenceEmbedder
 
-    items = catalog.items
     texts = [
-        item_embedding_text(items.at[r, "title"], items.at[r, "brand"], items.at[r, "category"])
-        for r in rows
+        item_embedding_text(title, brand, category)
+        for title, brand, category in zip(
+            items["title"], items["brand"], items["category"], strict=True
+        )
     ]
     cache = settings_cache_dir(folder, settings)
     return SentenceEmbedder(cache_dir=cache, model_path=settings.model_path).encode(texts, progress)
@@ -720,7 +764,7 @@ def build_index(
     catalog.save(out)
     if semantic:
         vectors = VectorIndex.create(catalog.n_rows, settings.hnsw_above)
-        vectors.add(_embed(catalog, rows, out, settings, progress))
+        vectors.add(_embed(catalog.items, out, settings, progress))
         vectors.save(out / "vectors.faiss")
     settings.save(out)
     return SearchEngine(out, semantic=semantic)

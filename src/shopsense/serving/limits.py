@@ -331,7 +331,8 @@ class LimitsAndMetrics:
             )
         finally:
             if status:
-                endpoint = getattr(scope.get("route"), "path", "unmatched")
+                # "/users/{user_id}", also for a route whose id may hold a slash
+                endpoint = getattr(scope.get("route"), "path_format", "unmatched")
                 seconds = time.perf_counter() - started
                 self.metrics.observe(endpoint, scope["method"], status, seconds)
 

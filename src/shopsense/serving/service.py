@@ -6,6 +6,7 @@ step with the other workers; and the dependencies routes declare to get it
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import secrets
 import threading
@@ -76,7 +77,7 @@ class Service:
 
             query_threads()
             self.index_copy = private_index_copy(settings.index)
-            self.engine = SearchEngine(self.index_copy)
+            self.engine = SearchEngine(self.index_copy, persist=False)
             self.engine.settings.embedding_cache = None  # the copy's own (see private_index_copy)
             self.engine.warm()
         self._reload_lock = threading.Lock()
@@ -154,24 +155,51 @@ class Service:
         ``ChangeApplyError`` says the last entry fully in effect."""
         done = changes[0].seq - 1
         items: dict[str, dict[str, Any] | None] = {}
+        vectors: dict[str, np.ndarray] = {}
         try:
             for change in changes:
                 if change.kind == "items.upsert":
-                    items.update((item["item_id"], item) for item in change.payload)
+                    upserted = change.payload["items"]
+                    items.update((item["item_id"], item) for item in upserted)
+                    for item in upserted:
+                        vectors.pop(item["item_id"], None)
+                    vectors.update(self._logged_vectors(change.payload))
                     continue
                 if change.kind == "items.delete":
                     items.update((item_id, None) for item_id in change.payload)
                     continue
-                self._apply_items(items)
-                items, done = {}, change.seq - 1
+                self._apply_items(items, vectors)
+                items, vectors, done = {}, {}, change.seq - 1
                 if change.kind == "users.delete":
                     self._forget_user(change.payload)
                 elif change.kind == "model.reload":
                     self._reload_newest()
                 done = change.seq
-            self._apply_items(items)
+            self._apply_items(items, vectors)
         except Exception as e:
             raise ChangeApplyError(done, e) from e
+
+    def upsert_items(self, items: list[dict[str, Any]]) -> None:
+        """Log a catalogue upsert with the items' vectors, embedded here before
+        it is logged and outside every lock: the other workers then index it
+        without embedding it, so they answer at once meanwhile."""
+        payload: dict[str, Any] = {"items": items}
+        if self.engine is not None:
+            vectors = self.engine.embed(pd.DataFrame(items))
+            if vectors:
+                ids = list(vectors)
+                data = np.stack([vectors[i] for i in ids]).astype(np.float32).tobytes()
+                payload["vectors"] = {"encoder": self.engine.encoder_tag, "ids": ids,
+                                      "data": base64.b64encode(data).decode()}  # fmt: skip
+        self.change("items.upsert", payload)
+
+    def _logged_vectors(self, payload: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The vectors a logged upsert carries, if they are this index's encoder's."""
+        logged = payload.get("vectors")
+        if self.engine is None or not logged or logged["encoder"] != self.engine.encoder_tag:
+            return {}
+        data = np.frombuffer(base64.b64decode(logged["data"]), np.float32)
+        return dict(zip(logged["ids"], data.reshape(len(logged["ids"]), -1), strict=True))
 
     def _reload_newest(self) -> None:
         """A logged reload: the newest version if it loads here; if it does not
@@ -181,14 +209,16 @@ class Service:
         except Exception as e:
             LOG.warning("logged reload: keeping %s: %s", self.recommender.bundle.version, e)
 
-    def _apply_items(self, items: dict[str, dict[str, Any] | None]) -> None:
+    def _apply_items(
+        self, items: dict[str, dict[str, Any] | None], vectors: dict[str, np.ndarray]
+    ) -> None:
         if not items:
             return
         upserted = [item for item in items.values() if item is not None]
         deleted = [item_id for item_id, item in items.items() if item is None]
         if self.engine is not None:
             if upserted:
-                self.engine.upsert(pd.DataFrame(upserted))
+                self.engine.upsert(pd.DataFrame(upserted), vectors=vectors)
             if deleted:
                 self.engine.delete(deleted)
         ids = [item["item_id"] for item in upserted]

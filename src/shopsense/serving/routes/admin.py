@@ -35,7 +35,7 @@ def upsert_items(
     """Add or replace catalog items (searchable at once; recommendable after the
     next model version)."""
     if items:
-        service.change("items.upsert", [i.model_dump() for i in items])
+        service.upsert_items(list({i.item_id: i.model_dump() for i in items}.values()))
     return ItemsUpserted(upserted=len(items))
 
 
@@ -51,7 +51,7 @@ def delete_item(
     return ItemDeleted(item_id=item_id, deleted=known)
 
 
-@guarded.delete("/users/{user_id}", response_model=UserDeleted)
+@guarded.delete("/users/{user_id:path}", response_model=UserDeleted)
 def delete_user(
     service: ServiceDep, user_id: Annotated[str, PathParam(max_length=200)]
 ) -> UserDeleted:
