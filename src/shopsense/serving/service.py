@@ -1,7 +1,7 @@
 """The service object every route depends on: settings, the state store, the
 served model, the search index copy and the change log that keeps them in
 step with the other workers; and the dependencies routes declare to get it
-(``ServiceDep``, ``admin``, ``engine_of``)."""
+(``ServiceDep``, ``admin``)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,12 @@ class Service:
         self.changes = ChangeFollower(self.store, self._apply)
         self.changes.catch_up()  # a new worker replays the log before its first answer
         self.cpu_slots = ThreadSlots(usable_cores())
+
+    def search_engine(self) -> SearchEngine:
+        """The index, or 404 for a service started without one."""
+        if self.engine is None:
+            raise HTTPException(404, "this service has no search index (start it with --index)")
+        return self.engine
 
     async def on_a_core(self, work: Callable[[], T]) -> T:
         """Run ``work`` (a search, a ranking) on a worker thread, at most one per
@@ -290,9 +296,3 @@ async def admin(
     given = b"" if credentials is None else credentials.credentials.encode()
     if not secrets.compare_digest(given, key.encode()):
         raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY)")
-
-
-async def engine_of(service: ServiceDep) -> SearchEngine:
-    if service.engine is None:
-        raise HTTPException(404, "this service has no search index (start it with --index)")
-    return service.engine

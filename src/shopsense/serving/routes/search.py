@@ -9,12 +9,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from shopsense.search.analysis import MAX_QUERY_CHARS
 from shopsense.serving.limits import declared
 from shopsense.serving.schemas import Attribute, SearchResponse, SuggestionOut
-from shopsense.serving.service import Service, ServiceDep, engine_of
+from shopsense.serving.service import Service, ServiceDep
 from shopsense.serving.store import Event
 
 if TYPE_CHECKING:
@@ -22,13 +22,11 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["search"])
 NO_INDEX = declared(404, "This service has no search index.")
-EngineDep = Annotated["SearchEngine", Depends(engine_of)]
 
 
 @router.get("/search", response_model=SearchResponse, responses=NO_INDEX)
 async def search(
     service: ServiceDep,
-    engine: EngineDep,
     q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
     category: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006 (FastAPI idiom)
     brand: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
@@ -52,6 +50,7 @@ async def search(
         attributes.setdefault(name, []).append(value)
     filters: dict[str, Any] = {"category": category, "brand": brand, "attributes": attributes}
     filters.update(price_min=price_min, price_max=price_max)
+    engine = service.search_engine()
     work = partial(personal_search, service, engine, q, filters, sort, page, per_page, user_id)
     return await service.on_a_core(work)
 
@@ -85,9 +84,9 @@ def personal_search(
 @router.get("/suggest", response_model=list[SuggestionOut], responses=NO_INDEX)
 def suggest(
     service: ServiceDep,
-    engine: EngineDep,
     q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=20)] = 8,
 ) -> list[SuggestionOut]:
+    engine = service.search_engine()
     service.changes.catch_up()
     return [SuggestionOut(**asdict(s)) for s in engine.suggest(q, k)]
