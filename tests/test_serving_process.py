@@ -90,14 +90,20 @@ def test_kill_9_loses_no_acknowledged_event_and_duplicates_none(
 
 @pytest.fixture(scope="module")
 def api_server(store, store_dir, model_dir, tmp_path_factory):
-    """The service as a process, with a search index and an admin key."""
+    """The service as a process, with a search index and an admin key, on
+    copies of the dataset and models: generated calls delete users, which
+    erases them from the files (the stateful phase feeds it ids /users lists)."""
+    import shutil
+
     from shopsense.search.engine import build_index
 
     root = tmp_path_factory.mktemp("schemathesis")
+    shutil.copytree(store_dir, root / "data")
+    shutil.copytree(model_dir, root / "models")
     build_index(store.items, root / "index", store.source_events(), semantic=False)
     (root / "key").write_text(f"{API_KEY}\n")
     port = free_port()
-    server = start_server(store_dir, model_dir, root / "state.db", port, "--index",
+    server = start_server(root / "data", root / "models", root / "state.db", port, "--index",
                           str(root / "index"), "--api-key-file", str(root / "key"))  # fmt: skip
     yield f"http://127.0.0.1:{port}"
     server.terminate()

@@ -197,13 +197,8 @@ class SearchResults:
 class SearchEngine:
     """An opened index folder."""
 
-    def __init__(self, folder: Path, semantic: bool = True, persist: bool = True) -> None:
-        """``persist=False``: changes are kept in memory (and in the lexical
-        index's own files) only, for a copy of the index that is thrown away
-        (a serving worker's): writing the whole catalogue, vocabulary,
-        suggestions and vectors after every change was most of its cost."""
+    def __init__(self, folder: Path, semantic: bool = True) -> None:
         folder = Path(folder)
-        self.persist = persist
         if not (folder / "settings.json").is_file():
             raise ShopsenseError(f"{folder} is not a search index (no settings.json)")
         self.folder = folder
@@ -614,8 +609,6 @@ class SearchEngine:
         """Every change to the index ends here: write it, and forget the query
         plans made against the old vocabulary and the results of the old catalogue."""
         self.clear_caches()
-        if not self.persist:
-            return
         self.catalog.save(self.folder)
         self.vocabulary.save(self.folder / "vocabulary.json")
         self.suggester.save(self.folder / "suggest.json")

@@ -331,8 +331,7 @@ class LimitsAndMetrics:
             )
         finally:
             if status:
-                # "/users/{user_id}", also for a route whose id may hold a slash
-                endpoint = getattr(scope.get("route"), "path_format", "unmatched")
+                endpoint = getattr(scope.get("route"), "path", "unmatched")
                 seconds = time.perf_counter() - started
                 self.metrics.observe(endpoint, scope["method"], status, seconds)
 

@@ -77,7 +77,7 @@ class Service:
 
             query_threads()
             self.index_copy = private_index_copy(settings.index)
-            self.engine = SearchEngine(self.index_copy, persist=False)
+            self.engine = SearchEngine(self.index_copy)
             self.engine.settings.embedding_cache = None  # the copy's own (see private_index_copy)
             self.engine.warm()
         self._reload_lock = threading.Lock()

@@ -51,7 +51,7 @@ def delete_item(
     return ItemDeleted(item_id=item_id, deleted=known)
 
 
-@guarded.delete("/users/{user_id:path}", response_model=UserDeleted)
+@guarded.delete("/users/{user_id}", response_model=UserDeleted)
 def delete_user(
     service: ServiceDep, user_id: Annotated[str, PathParam(max_length=200)]
 ) -> UserDeleted:

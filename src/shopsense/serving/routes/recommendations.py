@@ -32,7 +32,7 @@ def recommend(
     )
 
 
-@router.get("/recommendations/{user_id:path}", response_model=RecommendationsResponse)
+@router.get("/recommendations/{user_id}", response_model=RecommendationsResponse)
 async def recommendations_for_user(
     service: ServiceDep,
     user_id: Annotated[str, PathParam(min_length=1, max_length=200)],
@@ -41,8 +41,7 @@ async def recommendations_for_user(
     exclude_seen: bool = True,
 ) -> RecommendationsResponse:
     """Top-k for a user; a user the model never saw gets their live session's
-    neighbours or what is popular (never a 404). An id may hold a slash
-    (``tenant/42``, sent as ``tenant%2F42`` or as it is)."""
+    neighbours or what is popular (never a 404)."""
     return await service.on_a_core(partial(recommend, service, user_id, k, category, exclude_seen))
 
 
