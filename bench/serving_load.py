@@ -97,7 +97,7 @@ def run() -> dict:
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
         try:
-            _wait_ready(port)
+            wait_ready(port)
             rng = np.random.default_rng(0)
             users = dataset.users["user_id"].to_numpy()[rng.integers(0, USERS, 2000)]
             recs = [["GET", f"/recommendations/{u}?k=10"] for u in users]
@@ -171,7 +171,7 @@ def _query(text: str) -> str:
     return urlencode({"q": text, "per_page": 10})
 
 
-def _wait_ready(port: int) -> None:
+def wait_ready(port: int) -> None:
     import httpx
 
     deadline = time.monotonic() + 600
@@ -180,7 +180,8 @@ def _wait_ready(port: int) -> None:
             if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
                 return
         except httpx.TransportError:
-            time.sleep(0.5)
+            pass  # not listening yet
+        time.sleep(0.2)  # a 503 (not ready yet) waits too
     raise RuntimeError("the service did not start")
 
 

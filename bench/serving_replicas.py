@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.serving_load import wait_ready
 from shopsense.data.ingest import ingest
 from shopsense.data.synthetic import StoreConfig, write_store
 
@@ -59,7 +60,7 @@ def run() -> dict:
         servers = [_serve(root / m, state, port, env) for m, port in zip("ab", ports, strict=True)]
         try:
             for port in ports:
-                _wait_ready(port)
+                wait_ready(port)
             idle, busy = [], []
             for n in range(ROUNDS):
                 waited = n % 2 == 0
@@ -120,15 +121,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait_ready(port: int) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("a service did not start")
