@@ -23,7 +23,6 @@ from fastapi.staticfiles import StaticFiles
 
 from shopsense.errors import ShopsenseError
 from shopsense.serving.limits import (
-    ANY_ROUTE,
     Limits,
     LimitsAndMetrics,
     listed,
@@ -36,7 +35,14 @@ from shopsense.serving.service import Service, ServiceSettings, watch_versions
 from shopsense.serving.store import StoreUnavailable
 
 STOREFRONT = Path(__file__).with_name("storefront")
-ROUTERS = (recommendations.router, search.router, events.router, admin.router, operations.router)
+ROUTERS = (
+    recommendations.router,
+    search.router,
+    events.router,
+    admin.router,
+    admin.guarded,
+    operations.router,
+)
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -58,7 +64,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         summary="Search and recommendations for an online store.",
         version="1",
         lifespan=lifespan,
-        responses=ANY_ROUTE,
     )
     app.state.service = service
     app.add_middleware(
@@ -84,8 +89,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def user_error(request: Request, exc: ShopsenseError) -> JSONResponse:
         return JSONResponse({"detail": invalid(["query"], str(exc)).detail}, status_code=422)
 
-    for router in ROUTERS:
-        app.include_router(router)
+    for router in ROUTERS:  # flat: see shopsense.serving.routes
+        app.router.routes.extend(router.routes)
 
     @app.get("/", include_in_schema=False)
     def storefront() -> FileResponse:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import Depends, HTTPException, Query
 from fastapi import Path as PathParam
 from pydantic import Field
 
 from shopsense.serving.limits import declared
+from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import (
     MAX_EVENTS,
     ItemDeleted,
@@ -21,11 +22,13 @@ from shopsense.serving.schemas import (
 )
 from shopsense.serving.service import ServiceDep, admin
 
-router = APIRouter(tags=["admin"])
-guarded = APIRouter(
-    dependencies=[Depends(admin)],
+router = concern_router("admin")
+guarded = concern_router(
+    "admin",
     responses=declared(401, "No valid admin key (Authorization: Bearer KEY), or none configured."),
+    dependencies=[Depends(admin)],
 )
+"""The admin routes that need the key."""
 
 
 @guarded.put("/items", response_model=ItemsUpserted)
@@ -89,6 +92,3 @@ def reload(service: ServiceDep) -> Reloaded:
 def known_users(service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> list[str]:
     """Some user ids the model knows, most active first (the storefront's switcher)."""
     return service.recommender.bundle.active_users(limit)
-
-
-router.include_router(guarded)

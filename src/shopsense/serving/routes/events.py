@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 import uuid
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 
 from shopsense.serving.limits import declared
+from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import EventsAccepted, EventsIn
 from shopsense.serving.service import ServiceDep
 from shopsense.serving.store import Event
 
-router = APIRouter(tags=["events"])
+router = concern_router("events")
 
 
 @router.post(

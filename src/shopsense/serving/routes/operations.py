@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 from fastapi.responses import PlainTextResponse
 
 from shopsense.serving.limits import declared
+from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import Health, Readiness
 from shopsense.serving.service import ServiceDep
 
-router = APIRouter(tags=["operations"])
+router = concern_router("operations")
 
 
 @router.get("/health/live", response_model=Health)

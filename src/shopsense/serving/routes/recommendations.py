@@ -6,15 +6,16 @@ import uuid
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 from fastapi import Path as PathParam
 
 from shopsense.serving.limits import declared
 from shopsense.serving.recommendations import Recommendation
+from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import Category, K, RecommendationsResponse, SimilarResponse
 from shopsense.serving.service import Service, ServiceDep
 
-router = APIRouter(tags=["recommendations"])
+router = concern_router("recommendations")
 
 
 def recommend(

@@ -9,10 +9,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from shopsense.search.analysis import MAX_QUERY_CHARS
 from shopsense.serving.limits import declared
+from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import Attribute, SearchResponse, SuggestionOut
 from shopsense.serving.service import Service, ServiceDep
 from shopsense.serving.store import Event
@@ -20,7 +21,7 @@ from shopsense.serving.store import Event
 if TYPE_CHECKING:
     from shopsense.search.engine import SearchEngine
 
-router = APIRouter(tags=["search"])
+router = concern_router("search")
 NO_INDEX = declared(404, "This service has no search index.")
 
 
