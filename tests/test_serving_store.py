@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from shopsense.errors import ShopsenseError
-from shopsense.serving.store import RECENT_STEPS, Event, open_store
+from shopsense.serving.store import RECENT_STEPS, Event, Impression, open_store
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -81,6 +81,59 @@ def test_deleting_a_user_forgets_them_everywhere(state):
     assert state.recent("gone") == [] and state.batch("gone") is None
     assert [e.user_id for _, e in state.events()] == ["kept"]
     assert state.batch("kept") == [("y", 1.0)] and len(state.recent("kept")) == 1
+
+
+def test_impressions_are_logged_in_order_and_go_with_their_user(state):
+    shown = [
+        Impression("r1", "recommendations", 10, ("a", "b"), user_id="u1", model_version="v1",
+                   experiment="exp", arm="control"),
+        Impression("r2", "search", 11, ("c",), session_id="s9", query="tea", teams=("b",)),
+        Impression("r3", "similar", 12, (), user_id="u2"),
+    ]  # fmt: skip
+    state.append_impressions(shown[:2])
+    state.append_impressions(shown[2:])
+    logged = state.impressions()
+    assert [i for _, i in logged] == shown
+    seqs = [s for s, _ in logged]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    assert [i.request_id for _, i in state.impressions(after=seqs[0], limit=1)] == ["r2"]
+    state.delete_user("u1")
+    assert [i.request_id for _, i in state.impressions()] == ["r2", "r3"]
+
+
+def test_events_keep_their_value(state):
+    state.append_events([event("u", "a", "purchase", value=12.5), event("u", "b")])
+    assert [e.value for _, e in state.events()] == [12.5, None]
+
+
+def test_documents_are_replaced_by_name_within_their_collection(state):
+    assert state.documents("experiments") == {}
+    state.put_document("experiments", "e1", {"arms": ["a", "b"], "share": 0.5})
+    state.put_document("experiments", "e2", {"arms": []})
+    state.put_document("experiments", "e1", {"arms": ["a"], "name": "Ä"})
+    state.put_document("other", "e1", {"x": 1})
+    assert state.documents("experiments") == {"e1": {"arms": ["a"], "name": "Ä"},
+                                              "e2": {"arms": []}}  # fmt: skip
+
+
+def test_a_sqlite_store_from_before_event_values_gains_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL "
+        "UNIQUE, user_id TEXT NOT NULL, type TEXT NOT NULL, timestamp INTEGER NOT NULL, "
+        "item_id TEXT, session_id TEXT, query TEXT, request_id TEXT)"
+    )
+    old.execute("INSERT INTO events VALUES (1, 'e', 'u', 'view', 1, 'a', NULL, NULL, NULL)")
+    old.commit()
+    old.close()
+    store = open_store(str(path))
+    store.append_events([event("u", "b", "purchase", value=3.0)])
+    assert [(e.event_id, e.value) for _, e in store.events()][0] == ("e", None)
+    assert store.events()[1][1].value == 3.0
+    store.close()
 
 
 def test_a_second_connection_sees_the_same_state(state, tmp_path):

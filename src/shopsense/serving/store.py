@@ -38,9 +38,39 @@ class Event:
     session_id: str | None = None
     query: str | None = None
     request_id: str | None = None
+    value: float | None = None
+    """What a purchase brought in (price × quantity), for revenue."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Impression:
+    """One list a shopper was shown: what the experiments and the analytics
+    count. ``teams`` names, per position, the arm an interleaved list took the
+    item from (None for a list from one arm)."""
+
+    request_id: str
+    placement: str
+    timestamp: int
+    items: tuple[str, ...]
+    user_id: str | None = None
+    session_id: str | None = None
+    model_version: str | None = None
+    experiment: str | None = None
+    arm: str | None = None
+    teams: tuple[str, ...] | None = None
+    query: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> Impression:
+        teams = fields.get("teams")
+        return cls(**{**fields, "items": tuple(fields["items"]),
+                      "teams": None if teams is None else tuple(teams)})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,7 +86,14 @@ class Change:
     timestamp: int
 
 
-CHANGE_KINDS = ("items.upsert", "items.delete", "users.delete", "model.reload")
+CHANGE_KINDS = (
+    "items.upsert",
+    "items.delete",
+    "users.delete",
+    "model.reload",
+    "model.promote",
+    "experiments.changed",
+)
 
 
 @dataclass(frozen=True)
@@ -105,8 +142,24 @@ class StateStore(ABC):
 
     @abstractmethod
     def delete_user(self, user_id: str) -> int:
-        """Forget the user everywhere: events, recent steps, batch list. Returns
-        how many events were removed."""
+        """Forget the user everywhere: events, recent steps, batch list,
+        impressions. Returns how many events were removed."""
+
+    @abstractmethod
+    def append_impressions(self, impressions: list[Impression]) -> None:
+        """Durably log ``impressions`` (one write for the batch)."""
+
+    @abstractmethod
+    def impressions(self, after: int = 0, limit: int = 10_000) -> list[tuple[int, Impression]]:
+        """Logged impressions in arrival order with their sequence numbers, after ``after``."""
+
+    @abstractmethod
+    def put_document(self, collection: str, name: str, document: dict[str, Any]) -> None:
+        """Store a small JSON document (an experiment), replacing one of that name."""
+
+    @abstractmethod
+    def documents(self, collection: str) -> dict[str, dict[str, Any]]:
+        """Every document of ``collection``, by name."""
 
     @abstractmethod
     def append_change(self, kind: str, payload: Any) -> int:

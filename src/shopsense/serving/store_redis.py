@@ -20,6 +20,7 @@ from shopsense.serving.store import (
     RECENT_STEPS,
     Change,
     Event,
+    Impression,
     StateStore,
     Step,
     unavailable_on,
@@ -82,12 +83,21 @@ class RedisStore(StateStore):
         return int(self._append(keys=[self._key("seen"), self._key("events")], args=args))
 
     def events(self, after: int = 0, limit: int = 10_000) -> list[tuple[int, Event]]:
-        """Sequence numbers are X + their sequence part."""
+        return [
+            (seq, Event(**json.loads(fields["e"])))
+            for seq, fields in self._stream_after(self._key("events"), after, limit)
+        ]
+
+    def _stream_after(
+        self, stream: str, after: int, limit: int
+    ) -> list[tuple[int, dict[str, str]]]:
+        """A stream's entries after sequence number ``after``: an entry's number
+        is its id's milliseconds × ``STREAM_SEQ`` + its sequence part."""
         start = "-" if after <= 0 else f"{after // STREAM_SEQ}-{after % STREAM_SEQ + 1}"
         out = []
-        for stream_id, fields in self._redis.xrange(self._key("events"), start, "+", count=limit):
+        for stream_id, fields in self._redis.xrange(stream, start, "+", count=limit):
             ms, seq = stream_id.split("-")
-            out.append((int(ms) * STREAM_SEQ + int(seq), Event(**json.loads(fields["e"]))))
+            out.append((int(ms) * STREAM_SEQ + int(seq), fields))
         return out
 
     def event_count(self) -> int:
@@ -116,22 +126,50 @@ class RedisStore(StateStore):
         return int(self._redis.hget(self._key("counters"), counter) or 0)
 
     def delete_user(self, user_id: str) -> int:
-        """Rewrites the user's stream entries away (a full scan: deletion is rare)."""
-        stream = self._key("events")
+        """Rewrites the user's stream entries away (a full scan of the events and
+        the impressions: deletion is rare)."""
+        stream, shown = self._key("events"), self._key("impressions")
         doomed, seen = [], []
         for stream_id, fields in self._redis.xrange(stream):
             event = json.loads(fields["e"])
             if event["user_id"] == user_id:
                 doomed.append(stream_id)
                 seen.append(event["event_id"])
+        theirs = [
+            stream_id
+            for stream_id, fields in self._redis.xrange(shown)
+            if json.loads(fields["i"]).get("user_id") == user_id
+        ]
         with self._redis.pipeline() as pipe:
             if doomed:
                 pipe.xdel(stream, *doomed)
                 pipe.srem(self._key("seen"), *seen)
+            if theirs:
+                pipe.xdel(shown, *theirs)
             pipe.delete(self._key("recent", user_id))
             pipe.hdel(self._key("batch"), user_id)
             pipe.execute()
         return len(doomed)
+
+    def append_impressions(self, impressions: list[Impression]) -> None:
+        with self._redis.pipeline() as pipe:  # MULTI/EXEC: the batch or nothing
+            for impression in impressions:
+                entry = json.dumps(impression.to_dict(), ensure_ascii=False)
+                pipe.xadd(self._key("impressions"), {"i": entry})
+            pipe.execute()
+
+    def impressions(self, after: int = 0, limit: int = 10_000) -> list[tuple[int, Impression]]:
+        return [
+            (seq, Impression.from_dict(json.loads(fields["i"])))
+            for seq, fields in self._stream_after(self._key("impressions"), after, limit)
+        ]
+
+    def put_document(self, collection: str, name: str, document: dict[str, Any]) -> None:
+        self._redis.hset(self._key("documents", collection), name, json.dumps(document))
+
+    def documents(self, collection: str) -> dict[str, dict[str, Any]]:
+        raw = self._redis.hgetall(self._key("documents", collection))
+        return {name: json.loads(doc) for name, doc in raw.items()}
 
     def append_change(self, kind: str, payload: Any) -> int:
         entry = {"kind": kind, "payload": payload, "timestamp": int(time.time())}

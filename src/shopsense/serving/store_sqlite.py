@@ -20,6 +20,7 @@ from shopsense.serving.store import (
     RECENT_STEPS,
     Change,
     Event,
+    Impression,
     StateStore,
     Step,
     unavailable_on,
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS events (
     item_id TEXT,
     session_id TEXT,
     query TEXT,
-    request_id TEXT
+    request_id TEXT,
+    value REAL
 );
 CREATE INDEX IF NOT EXISTS events_user ON events (user_id);
 CREATE TABLE IF NOT EXISTS recent (
@@ -54,8 +56,22 @@ CREATE TABLE IF NOT EXISTS changes (
     payload TEXT NOT NULL,
     timestamp INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS impressions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT,
+    impression TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS impressions_user ON impressions (user_id);
+CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL,
+    name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    PRIMARY KEY (collection, name)
+) WITHOUT ROWID;
 """
-COLUMNS = "event_id, user_id, type, timestamp, item_id, session_id, query, request_id"
+COLUMNS = "event_id, user_id, type, timestamp, item_id, session_id, query, request_id, value"
+ADDED_COLUMNS = {"value": "REAL"}
+"""Columns of ``events`` newer than some stores on disk: added when such a store opens."""
 
 
 @unavailable_on(sqlite3.OperationalError)
@@ -71,7 +87,12 @@ class SQLiteStore(StateStore):
         # busy handler, which sleeps up to 100 ms between tries (a 1.3 s p99 for
         # event batches posted four at a time); other processes still meet there.
         self._writer = threading.Lock()
-        self._connection().executescript(SCHEMA)
+        db = self._connection()
+        db.executescript(SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        for column, kind in ADDED_COLUMNS.items():
+            if column not in have:
+                db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection, in autocommit mode (reads see committed data)."""
@@ -95,9 +116,9 @@ class SQLiteStore(StateStore):
         with self._write() as db:
             for e in events:
                 cursor = db.execute(
-                    f"INSERT OR IGNORE INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT OR IGNORE INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (e.event_id, e.user_id, e.type, e.timestamp, e.item_id, e.session_id,
-                     e.query, e.request_id),
+                     e.query, e.request_id, e.value),
                 )  # fmt: skip
                 if cursor.rowcount == 0:
                     continue
@@ -169,7 +190,37 @@ class SQLiteStore(StateStore):
             removed = db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
             db.execute("DELETE FROM recent WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM batch WHERE user_id = ?", (user_id,))
+            db.execute("DELETE FROM impressions WHERE user_id = ?", (user_id,))
         return int(removed)
+
+    # ------------------------------------------------------------- impressions
+    def append_impressions(self, impressions: list[Impression]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO impressions (user_id, impression) VALUES (?, ?)",
+                ((i.user_id, json.dumps(i.to_dict(), ensure_ascii=False)) for i in impressions),
+            )
+
+    def impressions(self, after: int = 0, limit: int = 10_000) -> list[tuple[int, Impression]]:
+        rows = self._connection().execute(
+            "SELECT seq, impression FROM impressions WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+        return [(seq, Impression.from_dict(json.loads(raw))) for seq, raw in rows]
+
+    # ------------------------------------------------------------- documents
+    def put_document(self, collection: str, name: str, document: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?)",
+                (collection, name, json.dumps(document, ensure_ascii=False)),
+            )
+
+    def documents(self, collection: str) -> dict[str, dict[str, Any]]:
+        rows = self._connection().execute(
+            "SELECT name, document FROM documents WHERE collection = ?", (collection,)
+        )
+        return {name: json.loads(raw) for name, raw in rows}
 
     # ------------------------------------------------------------- change log
     def append_change(self, kind: str, payload: Any) -> int:
