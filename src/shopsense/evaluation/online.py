@@ -120,14 +120,15 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: tuples as lists, NaN and infinities (undeterminable) as None."""
-        return _json_ready(asdict(self))
+        return json_ready(asdict(self))
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
+    """Dataclass fields as JSON: tuples as lists, NaN and infinities (undeterminable) as None."""
     if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
+        return {key: json_ready(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_ready(item) for item in value]
+        return [json_ready(item) for item in value]
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
@@ -135,18 +136,19 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _finite_array(values: Any, name: str, allow_nan: bool = False) -> np.ndarray:
+def finite_values(values: Any, name: str, allow_nan: bool = False) -> np.ndarray:
+    """``values`` as a flat float array, or a ShopsenseError naming ``name``."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise ShopsenseError(f"{name} must be numbers: {error}") from None
     if array.ndim != 1:
-        raise ShopsenseError(f"{name} must be one value per user, got shape {array.shape}")
+        raise ShopsenseError(f"{name} must be a flat list of numbers, got shape {array.shape}")
     bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
     if bad.any():
         raise ShopsenseError(
             f"{name} holds {int(bad.sum())} {'infinite' if allow_nan else 'NaN or infinite'} "
-            f"value(s), first at user {int(np.argmax(bad))}"
+            f"value(s), first at index {int(np.argmax(bad))}"
         )
     return array
 
@@ -180,8 +182,8 @@ def _fill_missing(pre: np.ndarray, fill: float) -> np.ndarray:
 def _arm(metric: UserMetric, name: str) -> _Arm:
     if not isinstance(metric, UserMetric):
         raise ShopsenseError(f"{name} must be a UserMetric, got {type(metric).__name__}")
-    numerator = _finite_array(metric.numerator, f"{name} numerator")
-    denominator = _finite_array(metric.denominator, f"{name} denominator")
+    numerator = finite_values(metric.numerator, f"{name} numerator")
+    denominator = finite_values(metric.denominator, f"{name} denominator")
     if len(numerator) != len(denominator):
         raise ShopsenseError(
             f"{name}: {len(numerator)} numerators but {len(denominator)} denominators"
@@ -190,7 +192,7 @@ def _arm(metric: UserMetric, name: str) -> _Arm:
         raise ShopsenseError(f"{name} denominator must not be negative")
     pre = None
     if metric.pre is not None:
-        pre = _finite_array(metric.pre, f"{name} pre", allow_nan=True)
+        pre = finite_values(metric.pre, f"{name} pre", allow_nan=True)
         if len(pre) != len(numerator):
             raise ShopsenseError(f"{name}: {len(pre)} pre values for {len(numerator)} users")
     users = len(numerator)
@@ -360,8 +362,8 @@ def compare(
 def sample_ratio_p_value(users_per_arm: Sequence[int], shares: Sequence[float]) -> float:
     """Chi-square goodness-of-fit p-value of the users per arm against the declared
     shares (normalised to sum 1); 1.0 before any user arrives."""
-    observed = _finite_array(users_per_arm, "users_per_arm")
-    expected_shares = _finite_array(shares, "shares")
+    observed = finite_values(users_per_arm, "users_per_arm")
+    expected_shares = finite_values(shares, "shares")
     if len(observed) < 2 or len(observed) != len(expected_shares):
         raise ShopsenseError(
             f"need one share per arm and at least two arms: {len(observed)} arms, "
