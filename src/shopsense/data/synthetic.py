@@ -6,7 +6,10 @@ view, views → cart → purchase funnels, repeat purchases of consumables, more
 traffic in the evening, at weekends and on holidays, and a long-tailed item
 popularity. Everything is vectorized with NumPy, so a million events take
 seconds. ``write_store`` writes the generic Parquet layout ``shopsense ingest
---format parquet`` reads.
+--format parquet`` reads, and the latent truth in its ``truth/`` folder (which
+ingest does not look into) for the simulated shoppers of
+``shopsense.simulation``. The tastes' constants and ``price_fit`` /
+``cart_probability`` below are what both the generator and those shoppers use.
 """
 
 from __future__ import annotations
@@ -29,6 +32,34 @@ HOUR_WEIGHTS = np.array(
 )
 CHINESE_SHARE = 0.2
 CANDIDATES = 6  # items drawn per view; the one the user likes best is viewed
+FAVOURITE_SHARES = (0.55, 0.3, 0.15)
+"""How often a session is about each of a user's three favourite leaves (unless exploring)."""
+EXPLORE_SHARE = 0.12
+"""Sessions about the leaf of a random item instead of a favourite."""
+SEARCH_SHARE = 0.35
+"""Sessions that start with a search."""
+BRAND_UTILITY = 1.5
+"""What a favourite brand adds to an item's utility (a price fit of 0 is the best)."""
+BUY_AFTER_CART = 0.45
+HOLIDAY_BUY_BOOST = 0.15
+TRUTH_DIR = "truth"
+"""The raw folder's subfolder of latent tastes and traits: ingest reads only the
+folder's own files, so the truth never becomes events."""
+TASTES_FILE = "tastes.parquet"
+TRAITS_FILE = "traits.parquet"
+FAVOURITE_LEAF_COLUMNS = ("leaf_1", "leaf_2", "leaf_3")
+FAVOURITE_BRAND_COLUMNS = ("brand_1", "brand_2")
+
+
+def price_fit(price_rank: np.ndarray, price_band: np.ndarray) -> np.ndarray:
+    """How well an item's price rank in its leaf (0 cheap … 1 dear) suits a
+    user's price band: 0 at a perfect fit, down to -3."""
+    return -3.0 * np.abs(price_rank - price_band)
+
+
+def cart_probability(brand_match: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """The chance a viewed item goes into the cart."""
+    return 0.06 + 0.14 * brand_match + 0.1 * np.exp(fit)
 
 
 @dataclass(frozen=True)
@@ -199,13 +230,15 @@ def _day_weights(cfg: StoreConfig) -> np.ndarray:
     return w / w.sum()
 
 
-def _sample_in_leaf(
+def sample_in_leaf(
     rng: np.random.Generator, leaf: np.ndarray, items_leaf: np.ndarray, popularity: np.ndarray
 ) -> np.ndarray:
-    """Items drawn within each given leaf in proportion to popularity.
+    """Items drawn within each given leaf in proportion to popularity (any
+    item for a leaf without items).
 
-    Items are sorted by leaf, so each leaf's cumulative popularity is shifted
-    to ``[leaf, leaf + 1)`` and one ``searchsorted`` serves every leaf at once.
+    ``items_leaf`` is sorted (the catalogue is sorted by leaf), so each leaf's
+    cumulative popularity is shifted to ``[leaf, leaf + 1)`` and one
+    ``searchsorted`` serves every leaf at once.
     """
     n_leaves = int(max(items_leaf.max(), leaf.max(initial=0))) + 1  # leaves may have no items
     totals = np.bincount(items_leaf, weights=popularity, minlength=n_leaves)
@@ -220,6 +253,15 @@ def _sample_in_leaf(
 
 def generate_store(cfg: StoreConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(items, users, events)`` with source ids, ready for ``write_store``."""
+    items, users, events, _, _ = _generate(cfg)
+    return items, users, events
+
+
+def _generate(
+    cfg: StoreConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``(items, users, events, tastes, traits)``: the store and its latent truth,
+    one row per user and per item (``write_store`` says what the columns are)."""
     if cfg.users < 1 or cfg.items < 1 or cfg.days < 1:
         raise ShopsenseError("users, items and days must each be at least 1")
     rng = np.random.default_rng(cfg.seed)
@@ -247,12 +289,12 @@ def generate_store(cfg: StoreConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
     day = rng.choice(cfg.days, size=n_s, p=_day_weights(cfg))
     hour = rng.choice(24, size=n_s, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
     s_start = cfg_start_ts(cfg) + day * DAY + hour * 3600 + rng.integers(0, 3600, n_s)
-    fav_pick = rng.choice(3, size=n_s, p=[0.55, 0.3, 0.15])
+    fav_pick = rng.choice(3, size=n_s, p=FAVOURITE_SHARES)
     s_leaf = taste["leaf"][s_user, fav_pick]
-    explore = rng.random(n_s) < 0.12
+    explore = rng.random(n_s) < EXPLORE_SHARE
     s_leaf[explore] = item_leaf[rng.integers(0, cfg.items, explore.sum())]
     s_views = np.minimum(rng.geometric(0.3, n_s), 15)
-    s_search = rng.random(n_s) < 0.35
+    s_search = rng.random(n_s) < SEARCH_SHARE
     holiday_days = {(d - cfg.start).days for d in cfg.holiday_dates()}
     s_holiday = np.isin(day, list(holiday_days))
 
@@ -260,22 +302,21 @@ def generate_store(cfg: StoreConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
     v_session = np.repeat(np.arange(n_s), s_views)
     v_user = s_user[v_session]
     n_v = len(v_session)
-    cand = _sample_in_leaf(rng, np.repeat(s_leaf[v_session], CANDIDATES), item_leaf, popularity)
+    cand = sample_in_leaf(rng, np.repeat(s_leaf[v_session], CANDIDATES), item_leaf, popularity)
     cand = cand.reshape(n_v, CANDIDATES)
     brand_match = (item_brand[cand][:, :, None] == taste["brand"][v_user][:, None, :]).any(axis=2)
-    price_fit = -3.0 * np.abs(price_rank[cand] - taste["price"][v_user][:, None])
-    utility = 1.5 * brand_match + price_fit + rng.gumbel(size=cand.shape)
+    fit = price_fit(price_rank[cand], taste["price"][v_user][:, None])
+    utility = BRAND_UTILITY * brand_match + fit + rng.gumbel(size=cand.shape)
     best = utility.argmax(axis=1)
     v_item = cand[np.arange(n_v), best]
     v_match = brand_match[np.arange(n_v), best]
-    v_fit = price_fit[np.arange(n_v), best]
+    v_fit = fit[np.arange(n_v), best]
     v_step = np.arange(n_v) - np.repeat(np.cumsum(s_views) - s_views, s_views)
     v_time = s_start[v_session] + 30 + v_step * 45 + rng.integers(0, 40, n_v)
 
-    p_cart = 0.06 + 0.14 * v_match + 0.1 * np.exp(v_fit)
-    v_cart = rng.random(n_v) < p_cart
+    v_cart = rng.random(n_v) < cart_probability(v_match, v_fit)
     v_fav = rng.random(n_v) < 0.03 + 0.05 * v_match
-    p_buy = 0.45 + 0.15 * s_holiday[v_session]
+    p_buy = BUY_AFTER_CART + HOLIDAY_BUY_BOOST * s_holiday[v_session]
     v_buy = v_cart & (rng.random(n_v) < p_buy)
     v_click = s_search[v_session] & (v_step < 3) & (rng.random(n_v) < 0.7)
 
@@ -290,7 +331,7 @@ def generate_store(cfg: StoreConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
     # Searches: words of the first viewed item (its noun, sometimes brand or adjective).
     first_view = np.cumsum(s_views) - s_views
     q_sessions = np.flatnonzero(s_search)
-    queries = _queries(rng, items, v_item[first_view[q_sessions]], item_leaf, leaves)
+    queries = search_queries(rng, items, v_item[first_view[q_sessions]], item_leaf)
 
     parts = [
         (
@@ -318,16 +359,34 @@ def generate_store(cfg: StoreConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
         (r_user, r_item, "purchase", r_time + 90, r_session, None),
     ]
     events = _assemble(parts, items, users, rng)
-    return items, users, events
+    tastes = pd.DataFrame(
+        {
+            "user_id": users["user_id"],
+            **{name: taste["leaf"][:, k] for k, name in enumerate(FAVOURITE_LEAF_COLUMNS)},
+            **{name: taste["brand"][:, k] for k, name in enumerate(FAVOURITE_BRAND_COLUMNS)},
+            "price_band": taste["price"],
+            "activity": taste["activity"],
+        }
+    )
+    traits = pd.DataFrame(
+        {
+            "item_id": items["item_id"],
+            "leaf": item_leaf,
+            "brand": item_brand,
+            "price_rank": price_rank,
+            "popularity": popularity,
+        }
+    )
+    return items, users, events, tastes, traits
 
 
-def _queries(
-    rng: np.random.Generator,
-    items: pd.DataFrame,
-    first_items: np.ndarray,
-    item_leaf: np.ndarray,
-    leaves: _Leaves,
+def search_queries(
+    rng: np.random.Generator, items: pd.DataFrame, first_items: np.ndarray, item_leaf: np.ndarray
 ) -> np.ndarray:
+    """What a shopper types to find each of ``first_items`` (rows of the
+    catalogue ``items``, whose leaves ``item_leaf`` gives): the leaf's noun, in
+    the item's language, sometimes with its brand or a "cheap"/"best"."""
+    leaves = _leaves()
     leaf_objs = [leaf for top in TOPS for leaf in top.leaves]
     attrs = items["attributes"].to_numpy()
     brands = items["brand"].to_numpy()
@@ -381,11 +440,24 @@ def _assemble(parts, items: pd.DataFrame, users: pd.DataFrame, rng) -> pd.DataFr
 
 
 def write_store(cfg: StoreConfig, out: str | Path) -> dict[str, int]:
-    """Generate and write ``items.parquet``, ``users.parquet``, ``events.parquet``."""
+    """Generate and write ``items.parquet``, ``users.parquet``, ``events.parquet``,
+    and the latent truth under ``truth/``.
+
+    ``truth/tastes.parquet``, a row per user: ``leaf_1..3`` the favourite leaf
+    categories (most favoured first, shares ``FAVOURITE_SHARES``), ``brand_1..2``
+    the favourite brands, ``price_band`` in [0, 1], ``activity`` (the session
+    rate's multiplier). ``truth/traits.parquet``, a row per item: ``leaf``,
+    ``brand``, ``price_rank`` (0 cheapest … 1 dearest within its leaf) and
+    ``popularity`` (how often it is drawn as a candidate). Leaves and brands
+    are the generator's codes: a leaf indexes the vocabulary's leaves in order,
+    a brand is ``6 × top category + brand``.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    items, users, events = generate_store(cfg)
+    (out / TRUTH_DIR).mkdir(parents=True, exist_ok=True)
+    items, users, events, tastes, traits = _generate(cfg)
     items.to_parquet(out / "items.parquet", index=False)
     users.to_parquet(out / "users.parquet", index=False)
     events.to_parquet(out / "events.parquet", index=False)
+    tastes.to_parquet(out / TRUTH_DIR / TASTES_FILE, index=False)
+    traits.to_parquet(out / TRUTH_DIR / TRAITS_FILE, index=False)
     return {"users": len(users), "items": len(items), "events": len(events)}
