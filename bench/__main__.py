@@ -14,6 +14,7 @@ from bench import (
     evaluation_speed,
     generator,
     ingest_scale,
+    learning_loop,
     model_table,
     neural_table,
     recbole_check,
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "search": search_quality.run,
     "serving": serving_load.run,
     "serving-replicas": serving_replicas.run,
+    "learning-loop": learning_loop.run,
 }
 # Parts of ``search``, to run one alone; ``make bench`` runs ``search`` whole.
 PARTS = {

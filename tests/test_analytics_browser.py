@@ -93,7 +93,7 @@ def test_the_page_asks_for_the_key_then_shows_the_figures(served):
 
         [experiment] = cells(page, "#experiments")
         assert experiment[:2] == ["exp", "recommendations"] and experiment[5] == "treatment"
-        assert "shoppers for 80%" in experiment[-1] and experiment[-2].startswith("p ")
+        assert "80%: " in experiment[-1] and experiment[-2].startswith("p ")
 
         top = cells(page, "#top-queries")
         assert [r[0] for r in top] == ["red shoes", "zzz", "blue hat"]

@@ -233,7 +233,7 @@ def test_a_user_deleted_while_retraining_is_erased_from_the_new_version(setup, m
 
     def then_delete(*args):  # the deletion lands after the live events were read
         write(*args)
-        erase_user_files(FAN, None, setup["data"], setup["models"], None)
+        erase_user_files(FAN, setup["data"], setup["models"], None)
 
     monkeypatch.setattr(retrain_module, "_write_combined", then_delete)
     report = retrain(setup["data"], setup["store"], setup["models"])

@@ -24,6 +24,9 @@ from shopsense.data.split import SPLIT_METHODS, split_dataset
 from shopsense.errors import ShopsenseError
 from shopsense.search.commands import COMMANDS as SEARCH_COMMANDS
 from shopsense.serving.commands import COMMANDS as SERVING_COMMANDS
+from shopsense.serving.experiment_commands import COMMANDS as EXPERIMENT_COMMANDS
+from shopsense.serving.retrain_commands import COMMANDS as RETRAIN_COMMANDS
+from shopsense.simulation.commands import simulate
 
 SPLIT_CHOICES = click.Choice(SPLIT_METHODS)
 
@@ -481,7 +484,13 @@ def list_models() -> None:
         click.echo(f"{name:<10} {doc}")
 
 
-for _command in (*SEARCH_COMMANDS, *SERVING_COMMANDS):
+for _command in (
+    *SEARCH_COMMANDS,
+    *SERVING_COMMANDS,
+    *EXPERIMENT_COMMANDS,
+    *RETRAIN_COMMANDS,
+    simulate,
+):
     cli.add_command(_command)
 
 

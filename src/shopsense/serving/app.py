@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from shopsense.errors import ShopsenseError
@@ -29,7 +30,14 @@ from shopsense.serving.limits import (
     short_validation_error,
 )
 from shopsense.serving.replica import follow, remove_copy
-from shopsense.serving.routes import admin, events, operations, recommendations, search
+from shopsense.serving.routes import (
+    admin,
+    events,
+    experiments,
+    operations,
+    recommendations,
+    search,
+)
 from shopsense.serving.schemas import MAX_EVENTS, invalid
 from shopsense.serving.service import Service, ServiceSettings, watch_versions
 from shopsense.serving.store import StoreUnavailable
@@ -41,6 +49,7 @@ ROUTERS = (
     events.router,
     admin.router,
     admin.guarded,
+    experiments.router,
     operations.router,
 )
 
@@ -52,10 +61,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         stop = threading.Event()
         threading.Thread(target=follow, args=(service.changes, stop), daemon=True).start()
+        writer = threading.Thread(target=service.impressions.run, args=(stop,), daemon=True)
+        writer.start()
         if settings.watch_seconds > 0:
             threading.Thread(target=watch_versions, args=(service, stop), daemon=True).start()
         yield
         stop.set()
+        writer.join(timeout=10)  # the last impressions reach the store before the worker ends
         if service.index_copy is not None:  # uvicorn ends a SIGTERM'd worker past atexit
             remove_copy(service.index_copy)
 
@@ -83,6 +95,18 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse(
             {"detail": f"{exc}; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        """``Allow`` lists the methods of every route of the path: Starlette
+        names only the first route's (GET and POST of one path are two routes)."""
+        path = request.url.path
+        allowed = sorted({method for route in request.app.routes
+                          if isinstance(route, APIRoute) and route.path_regex.match(path)
+                          for method in route.methods})  # fmt: skip
+        return JSONResponse(
+            {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(allowed)}
         )
 
     @app.exception_handler(ShopsenseError)
@@ -114,6 +138,7 @@ def app_from_environment() -> FastAPI:
             watch_seconds=float(os.environ.get("SHOPSENSE_WATCH_SECONDS", 5.0)),
             limits=Limits.from_environment(),
             cors_origins=listed("SHOPSENSE_CORS_ORIGINS") or (),
+            impressions=os.environ.get("SHOPSENSE_IMPRESSIONS", "1") != "0",
         )
     )
     # What was loaded lives as long as the process: kept out of the collector's

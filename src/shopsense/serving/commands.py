@@ -21,7 +21,8 @@ MODELS_OPTION = click.option(
     "--models",
     required=True,
     type=click.Path(path_type=Path),
-    help="A saved model, or a registry folder of versions (the newest by name is served).",
+    help="A saved model, or a registry folder of versions (the champion is served: the "
+    "version last promoted, else the newest by name).",
 )
 STATE_OPTION = click.option(
     "--state",
@@ -125,11 +126,13 @@ def batch(data: Path, models: Path, out: Path, state: str, k: int, chunk: int) -
     """Precompute top-K for every user (Parquet and the serving store); resumable."""
     from shopsense.data.dataset import Dataset
     from shopsense.serving.batch import precompute
+    from shopsense.serving.champion import served_version, version_path
     from shopsense.serving.store import open_store
 
-    bundle = ModelBundle(model_versions(models)[-1], Dataset.load(data))
     store = open_store(state)
     try:
+        version = version_path(models, served_version(store, models))
+        bundle = ModelBundle(version, Dataset.load(data))
         manifest = precompute(bundle, store, out, k, chunk, progress=sys.stderr.isatty())
     finally:
         store.close()

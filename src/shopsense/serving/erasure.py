@@ -31,18 +31,16 @@ from shopsense.serving.recommendations import VERSION_DATA, model_versions
 LOG = logging.getLogger("shopsense.serving")
 
 
-def erase_user_files(
-    user_id: str, user: int | None, data: Path, models: Path, index: Path | None
-) -> dict[str, int]:
+def erase_user_files(user_id: str, data: Path, models: Path, index: Path | None) -> dict[str, int]:
     """Erase ``user_id`` from the files of ``data``, the model registry ``models``
     (the versions trained on ``data``, and those with their own dataset) and the
     search ``index``; returns the rows removed per file, leaving out files that
     held nothing of the user.
 
-    ``user``, the caller's dense id of the user, is not relied on: the served
-    version may number users its own way, so each dataset is asked. The
-    registry's lock is held throughout, so a ``retrain`` registering a version
-    meanwhile either finds the tombstone or has its version erased here."""
+    Each dataset is asked for the user's dense id: a version with its own
+    dataset numbers users its own way. The registry's lock is held throughout,
+    so a ``retrain`` registering a version meanwhile either finds the tombstone
+    or has its version erased here."""
     if user_hash(user_id) in tombstones(data):
         return {}
     removed: dict[str, int] = {}

@@ -38,6 +38,9 @@ from shopsense.ranking import top_k
 from shopsense.serving.store import StateStore, Step
 
 MODES = ("online", "batch", "hybrid")
+VERSION_DATA = "data"
+"""A version's own dataset folder, when it was trained on data the service's
+``--data`` does not hold (``retrain`` adds the live events and new items)."""
 SESSION_WEIGHT = 0.5
 SESSION_STEPS = 5
 EXPLAIN_STEPS = 10
@@ -68,12 +71,16 @@ def model_versions(models: Path) -> list[Path]:
 
 
 class ModelBundle:
-    """One model version with the dataset it was trained on: what a request reads.
-    Swapping versions replaces the whole bundle, so a request never sees half of one."""
+    """One model version with the dataset it was trained on (its own ``data``
+    folder if it has one, else ``dataset``): what a request reads. Swapping
+    versions replaces the whole bundle, so a request never sees half of one."""
 
     def __init__(self, path: Path, dataset: Dataset) -> None:
         self.path = Path(path)
         self.version = self.path.name
+        own = self.path / VERSION_DATA
+        if (own / "manifest.json").is_file():  # retrained on more than ``dataset`` (retrain)
+            dataset = Dataset.load(own)
         self.model: Recommender = load_model(path)
         if (dataset.n_users, dataset.n_items) != (self.model.n_users_, self.model.n_items_):
             raise ShopsenseError(f"model {path} was not trained on dataset {dataset.path}")

@@ -11,26 +11,45 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from shopsense.data.schema import EVENT_TYPES
 from shopsense.search.analysis import MAX_QUERY_CHARS
 from shopsense.search.engine import Hit
+from shopsense.serving.experiments import KINDS, METRICS, PLACEMENTS
 from shopsense.serving.recommendations import Recommendation
 
 MAX_EVENTS = 1000
 MAX_K = 100
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 K = Annotated[int, Query(ge=1, le=MAX_K)]
+SessionId = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="A visitor's session: assigns an anonymous shopper an experiment arm.",
+    ),
+]
 Category = Annotated[str | None, Query(max_length=200)]
 ITEM_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t != "search")
 
 
-class RecommendationsResponse(BaseModel):
+class Experimented(BaseModel):
+    """What every response that shows a list says about how it was made: send
+    ``request_id`` back with the events that follow it (clicks are credited
+    to this list)."""
+
     request_id: str
+    experiment: str | None = Field(None, description="the experiment that chose the list")
+    arm: str | None = Field(
+        None, description="the experiment's arm (``interleaved``: a team draft of two arms)"
+    )
+
+
+class RecommendationsResponse(Experimented):
     user_id: str | None
     mode: str
     model_version: str
     items: list[Recommendation]
 
 
-class SimilarResponse(BaseModel):
-    request_id: str
+class SimilarResponse(Experimented):
     item_id: str
     items: list[Recommendation]
 
@@ -40,8 +59,7 @@ class FacetValue(BaseModel):
     count: int
 
 
-class SearchResponse(BaseModel):
-    request_id: str
+class SearchResponse(Experimented):
     query: str
     hits: list[Hit]
     total: int
@@ -81,8 +99,13 @@ class _Event(BaseModel):
         None, description="Seconds since 1970."
     )
     session_id: Text | None = None
-    request_id: Text | None = Field(None, description="The response this event follows.")
+    request_id: Text | None = Field(
+        None, description="The response this event follows (its clicks are credited to it)."
+    )
     event_id: Text | None = None
+    value: float | None = Field(
+        None, ge=0, le=1e9, description="What a purchase brought in (price × quantity)."
+    )
 
 
 class ItemEvent(_Event):
@@ -144,6 +167,44 @@ class Reloaded(BaseModel):
 class ItemDeleted(BaseModel):
     item_id: str
     deleted: bool = Field(description="false when no such item was in the catalogue")
+
+
+class ExperimentIn(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    placement: Literal[PLACEMENTS]
+    arms: Annotated[dict[Text, Text], Field(min_length=2, max_length=10)] = Field(
+        description="arm name → model version (search: personalized or unpersonalized); "
+        "the first arm is the control"
+    )
+    shares: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(max_length=10)] | None = (
+        Field(None, description="each arm's share of shoppers, in the arms' order (default: equal)")
+    )
+    metric: Literal[METRICS] = "ctr"
+    guardrails: Annotated[list[Literal[METRICS]], Field(max_length=3)] = []
+    kind: Literal[KINDS] = "ab"
+    attribution_hours: Annotated[float, Field(ge=0.001, le=24 * 90)] = 24.0
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    placement: str
+    arms: dict[str, str]
+    shares: dict[str, float]
+    metric: str
+    guardrails: list[str]
+    kind: str
+    salt: str
+    status: str
+    started: int
+    stopped: int | None
+    winner: str | None
+    attribution_seconds: int
+
+
+class PromoteIn(BaseModel):
+    arm: Text | None = Field(None, description="the arm to serve (default: the one that won)")
 
 
 class Health(BaseModel):

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import secrets
 import threading
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 import anyio
 import numpy as np
@@ -25,12 +27,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
 from shopsense.data.erasure import erased_users
+from shopsense.errors import ShopsenseError
+from shopsense.evaluation.interleaving import team_draft
+from shopsense.serving.champion import champion, version_path
 from shopsense.serving.erasure import erase_user_files
+from shopsense.serving.experiments import Experiment, running, search_setting
+from shopsense.serving.impressions import ImpressionLog
 from shopsense.serving.limits import Limits
 from shopsense.serving.metrics import Metrics
 from shopsense.serving.recommendations import ModelBundle, RecommendationService, model_versions
 from shopsense.serving.replica import ChangeApplyError, ChangeFollower, private_index_copy
-from shopsense.serving.store import Change, StoreUnavailable, open_store
+from shopsense.serving.store import Change, Impression, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
     from shopsense.search.engine import SearchEngine
@@ -38,6 +45,19 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("shopsense.serving")
 T = TypeVar("T")
 BEARER = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class Shown(Generic[T]):
+    """A list as a shopper sees it, with the experiment arm that made it:
+    ``values`` are the arms' values it was ranked with (none: the default),
+    ``teams`` names each position's arm in an interleaved list."""
+
+    items: list[T]
+    experiment: str | None = None
+    arm: str | None = None
+    values: tuple[str, ...] = ()
+    teams: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -52,6 +72,8 @@ class ServiceSettings:
     limits: Limits = field(default_factory=Limits)
     cors_origins: tuple[str, ...] = ()
     """Browser origins allowed to call the API (CORS); none by default."""
+    impressions: bool = True
+    """Log every list shown (experiments and analytics need it; off only to measure its cost)."""
 
 
 class Service:
@@ -68,7 +90,12 @@ class Service:
         self.dataset = Dataset.load(settings.data)
         self.withdrawn_items: set[str] = set()
         self.deleted_users: set[str] = set()
+        self.champion = champion(self.store)
         self.recommender = self._recommender(self._first_loadable())
+        self.experiments: dict[str, Experiment] = {}
+        self.search_setting: str | None = None
+        self._arms: dict[str, RecommendationService] = {}
+        self.impressions = ImpressionLog(self.store)
         self.engine = None
         self.index_copy: Path | None = None
         if settings.index is not None:
@@ -85,6 +112,7 @@ class Service:
         self.metrics = Metrics()
         self.changes = ChangeFollower(self.store, self._apply)
         self.changes.catch_up()  # a new worker replays the log before its first answer
+        self._load_experiments()
         self.cpu_slots = ThreadSlots(usable_cores())
 
     def search_engine(self) -> SearchEngine:
@@ -98,12 +126,28 @@ class Service:
         core at once: more CPU work at once than cores only trades the GIL."""
         return await anyio.to_thread.run_sync(work, limiter=self.cpu_slots.limiter())
 
-    def _newest(self) -> ModelBundle:
+    def _version(self, name: str) -> Path:
+        try:
+            return version_path(self.settings.models, name)
+        except ShopsenseError:
+            raise StoreUnavailable(f"model version {name} is not on this machine (yet)") from None
+
+    def _served(self) -> ModelBundle:
+        """The champion's version, or the newest when nothing was promoted."""
+        if self.champion is not None:
+            return ModelBundle(self._version(self.champion), self.dataset)
         return ModelBundle(model_versions(self.settings.models)[-1], self.dataset)
 
     def _first_loadable(self) -> ModelBundle:
-        """The newest version that loads: one still being written (or broken)
-        must not keep a worker from starting; the watcher swaps it in once whole."""
+        """The champion, or the newest version that loads: one still being
+        written (or broken) must not keep a worker from starting; the watcher
+        swaps it in once whole."""
+        if self.champion is not None:
+            try:
+                return self._served()
+            except Exception as e:
+                LOG.warning("champion %s cannot be loaded (%s): serving the newest that loads",
+                            self.champion, e)  # fmt: skip
         *newer, oldest = reversed(model_versions(self.settings.models))
         for version in newer:
             try:
@@ -123,7 +167,7 @@ class Service:
         """A version that still holds rows of erased users (copied in from a
         backup, or written while the deletion ran) loses them before it serves,
         in memory and in its files."""
-        rows = set(erased_users(self.dataset.users).tolist())
+        rows = set(erased_users(bundle.dataset.users).tolist())
         rows.update(r for r in map(bundle.user, list(self.deleted_users)) if r is not None)
         held = [r for r in sorted(rows) if bundle.model.user_items_[r].nnz]
         if held:
@@ -131,23 +175,122 @@ class Service:
             LOG.warning("erased %d deleted users from model version %s", len(held), bundle.version)
 
     def reload(self) -> str:
-        """Load the newest version aside, then swap it in (one reference assignment);
-        nothing to do when it is the one served."""
+        """Load the version to serve aside (``served_version``), then swap it in
+        (one reference assignment); nothing to do when it is the one served."""
         with self._reload_lock:
-            if self.newest_version() == self.recommender.bundle.version:
+            if self.served_version() == self.recommender.bundle.version:
                 return self.recommender.bundle.version
-            bundle = self._newest()
+            bundle = self._served()
             self.recommender = self._recommender(bundle)
             return bundle.version
 
-    def newest_version(self) -> str:
-        return model_versions(self.settings.models)[-1].name
+    def model_version_names(self) -> list[str]:
+        return [p.name for p in model_versions(self.settings.models)]
+
+    def served_version(self) -> str:
+        """The champion, or the newest version when nothing was promoted."""
+        return self.champion or model_versions(self.settings.models)[-1].name
+
+    # ------------------------------------------------------------- experiments
+    def recommender_for(self, version: str | None) -> RecommendationService:
+        """The champion's recommendations (``None``), or those of an experiment
+        arm's version, loaded when the experiment was registered here."""
+        if version is None:
+            return self.recommender
+        found = self._arms.get(version)
+        if found is None:
+            raise StoreUnavailable(f"model version {version} is not loaded here yet")
+        return found
+
+    def show(
+        self,
+        placement: str,
+        unit: str | None,
+        request_id: str,
+        rank: Callable[[str | None], list[T]],
+        item_id: Callable[[T], str],
+        k: int,
+    ) -> Shown[T]:
+        """The list ``placement`` shows the shopper ``unit``: ``rank(None)`` (the
+        default) outside any experiment, ``rank(arm's value)`` in an arm, and
+        in an interleaving experiment the team draft of its two arms' lists,
+        drawn from ``request_id`` so that a replay gives the same list."""
+        experiment = self.experiments.get(placement)
+        arm = None if experiment is None else experiment.assign(unit)
+        if experiment is None or arm is None:
+            return Shown(rank(None))
+        if experiment.kind == "ab":
+            value = experiment.arms[arm]
+            return Shown(rank(value), experiment.name, arm, (value,))
+        (a, a_value), (b, b_value) = experiment.arms.items()
+        first, second = rank(a_value), rank(b_value)
+        by_id = {item_id(x): x for x in (*second, *first)}
+        seed = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big")
+        merged, teams = team_draft(
+            [item_id(x) for x in first], [item_id(x) for x in second], k,
+            np.random.default_rng(seed),
+        )  # fmt: skip
+        named = tuple(a if team == "a" else b for team in teams)
+        chosen = [by_id[i] for i in merged]
+        return Shown(chosen, experiment.name, arm, (a_value, b_value), named)
+
+    def record(
+        self,
+        placement: str,
+        request_id: str,
+        shown: Shown[Any],
+        item_ids: Sequence[str],
+        user_id: str | None,
+        session_id: str | None = None,
+        model_version: str | None = None,
+        query: str | None = None,
+    ) -> None:
+        """Queue the impression of a response (written off the request path)."""
+        if not self.settings.impressions:
+            return
+        self.impressions.record(
+            Impression(
+                request_id, placement, int(time.time()), tuple(item_ids), user_id, session_id,
+                model_version, shown.experiment, shown.arm, shown.teams, query,
+            )
+        )  # fmt: skip
+
+    def _load_experiments(self) -> None:
+        """Read the registry's running experiments and load the model versions
+        their arms serve (online: batch lists are the champion's alone). An
+        experiment whose versions do not load here is left out, with a
+        warning: its shoppers see the champion, and the service stays up."""
+        arms: dict[str, RecommendationService] = {}
+        found = {}
+        for placement, experiment in running(self.store).items():
+            versions = [] if placement == "search" else list(experiment.arms.values())
+            try:
+                loaded = {v: self._arms.get(v) or arms.get(v) or self._arm(v) for v in versions}
+            except Exception as e:
+                LOG.warning("experiment %s is not run here: %s", experiment.name, e)
+                continue
+            arms.update(loaded)
+            found[placement] = experiment
+        self._arms = arms
+        self.experiments = found
+        self.search_setting = search_setting(self.store)
+
+    def _arm(self, version: str) -> RecommendationService:
+        bundle = ModelBundle(self._version(version), self.dataset)
+        self._scrub(bundle)
+        return RecommendationService(
+            bundle, self.store, "online", self.withdrawn_items, self.deleted_users
+        )
 
     # ------------------------------------------------------------- the change log
     def change(self, kind: str, payload: Any) -> None:
-        """Log a change and apply it here before returning (read-your-writes);
-        if it cannot be applied here, 503 (it is logged: a retry is harmless)."""
+        """Log a change and apply it here before returning (read-your-writes)."""
         self.store.append_change(kind, payload)
+        self.in_effect()
+
+    def in_effect(self) -> None:
+        """Apply what is logged before returning; if that cannot be done here,
+        503 (it is logged: a retry is harmless)."""
         self.changes.catch_up(retry=True)
         if self.changes.problem is not None:
             raise StoreUnavailable(
@@ -160,6 +303,9 @@ class Service:
         replays a long log embeds and indexes each item once. On a failure,
         ``ChangeApplyError`` says the last entry fully in effect."""
         done = changes[0].seq - 1
+        # Only the last promotion and registry change of a run take effect: a
+        # worker replaying a long log loads each model version once.
+        last = {change.kind: change.seq for change in changes}
         items: dict[str, dict[str, Any] | None] = {}
         vectors: dict[str, np.ndarray] = {}
         try:
@@ -180,6 +326,12 @@ class Service:
                     self._forget_user(change.payload)
                 elif change.kind == "model.reload":
                     self._reload_newest()
+                elif change.kind == "model.promote":
+                    self.champion = change.payload["version"]
+                    if change.seq == last[change.kind]:
+                        self.reload()
+                elif change.kind == "experiments.changed" and change.seq == last[change.kind]:
+                    self._load_experiments()
                 done = change.seq
             self._apply_items(items, vectors)
         except Exception as e:
@@ -243,8 +395,7 @@ class Service:
     def erase_files(self, user_id: str) -> dict[str, int]:
         """Erase the user from the files this machine serves from (``erase_user_files``)."""
         settings = self.settings
-        user = self.recommender.bundle.user(user_id)
-        return erase_user_files(user_id, user, settings.data, settings.models, settings.index)
+        return erase_user_files(user_id, settings.data, settings.models, settings.index)
 
 
 class ThreadSlots:
@@ -267,7 +418,7 @@ def watch_versions(service: Service, stop: threading.Event) -> None:
     """Swap in a new model version when one appears in the registry folder."""
     while not stop.wait(service.settings.watch_seconds):
         try:
-            if service.newest_version() != service.recommender.bundle.version:
+            if service.served_version() != service.recommender.bundle.version:
                 service.reload()
         except Exception as e:  # a version still being written, or a broken one
             LOG.warning(

@@ -138,11 +138,11 @@ function renderPlacements() {
   breakdown.value = [...breakdown.options].some((o) => o.value === chosen) ? chosen : "";
 }
 
-// The power reached, and under it how many shoppers 80% power needs.
+// The power reached, and under it how many shoppers (both arms) 80% power needs.
 function power(lift) {
   if (lift.power === null) return "–";
   const cell = element("td", `${(100 * lift.power).toFixed(0)}%`);
-  cell.append(element("small", `${number(lift.users_needed, "count")} shoppers for 80%`, "interval"));
+  cell.append(element("small", `80%: ${number(lift.users_needed, "count")}`, "interval"));
   return cell;
 }
 
@@ -175,7 +175,7 @@ function renderExperiments() {
   $("experiments-note").textContent = "Each arm against the control on the experiment's metric, with the "
     + "95% interval; act on the sequential p-value, valid at every look. Power is the chance the "
     + `fixed-horizon test has now of detecting a ${(100 * figures.relative_mde).toFixed(0)}% relative lift `
-    + "(without CUPED's reduction, so at least this).";
+    + "(without CUPED's reduction, so at least this); under it, the shoppers both arms need for 80%.";
   $("no-experiments").hidden = figures.experiments.length > 0;
 }
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from shopsense.serving.limits import ANY_ROUTE
+from shopsense.serving.limits import ANY_ROUTE, declared
+from shopsense.serving.service import admin as admin_key
 
 
 def concern_router(
@@ -22,3 +23,14 @@ def concern_router(
 ) -> APIRouter:
     """An ``APIRouter`` for one concern, tagged ``tag`` in the spec."""
     return APIRouter(tags=[tag], responses={**ANY_ROUTE, **(responses or {})}, **options)
+
+
+def admin_router(tag: str) -> APIRouter:
+    """A router whose routes need the admin key."""
+    return concern_router(
+        tag,
+        responses=declared(
+            401, "No valid admin key (Authorization: Bearer KEY), or none configured."
+        ),
+        dependencies=[Depends(admin_key)],
+    )

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query
+from fastapi import HTTPException, Query
 from fastapi import Path as PathParam
 from pydantic import Field
 
 from shopsense.serving.limits import declared
-from shopsense.serving.routes import concern_router
+from shopsense.serving.routes import admin_router, concern_router
 from shopsense.serving.schemas import (
     MAX_EVENTS,
     ItemDeleted,
@@ -20,14 +20,10 @@ from shopsense.serving.schemas import (
     Reloaded,
     UserDeleted,
 )
-from shopsense.serving.service import ServiceDep, admin
+from shopsense.serving.service import ServiceDep
 
 router = concern_router("admin")
-guarded = concern_router(
-    "admin",
-    responses=declared(401, "No valid admin key (Authorization: Bearer KEY), or none configured."),
-    dependencies=[Depends(admin)],
-)
+guarded = admin_router("admin")
 """The admin routes that need the key."""
 
 

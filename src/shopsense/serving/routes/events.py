@@ -41,6 +41,7 @@ def post_events(service: ServiceDep, body: EventsIn) -> EventsAccepted:
                 e.session_id,
                 e.query,
                 e.request_id,
+                e.value,
             )
         )
     new = service.store.append_events(accepted)

@@ -6,31 +6,55 @@ import uuid
 from functools import partial
 from typing import Annotated
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Query
 from fastapi import Path as PathParam
 
 from shopsense.serving.limits import declared
 from shopsense.serving.recommendations import Recommendation
 from shopsense.serving.routes import concern_router
-from shopsense.serving.schemas import Category, K, RecommendationsResponse, SimilarResponse
-from shopsense.serving.service import Service, ServiceDep
+from shopsense.serving.schemas import (
+    Category,
+    K,
+    RecommendationsResponse,
+    SessionId,
+    SimilarResponse,
+)
+from shopsense.serving.service import Service, ServiceDep, Shown
 
 router = concern_router("recommendations")
 
 
 def recommend(
-    service: Service, user_id: str | None, k: int, category: str | None, exclude_seen: bool
+    service: Service,
+    user_id: str | None,
+    session_id: str | None,
+    k: int,
+    category: str | None,
+    exclude_seen: bool,
 ) -> RecommendationsResponse:
     service.changes.catch_up()
-    rec = service.recommender
-    items = rec.recommend(user_id, k, category, exclude_seen)
+    request_id = uuid.uuid4().hex
+
+    def rank(version: str | None) -> list[Recommendation]:
+        return service.recommender_for(version).recommend(user_id, k, category, exclude_seen)
+
+    shown = service.show("recommendations", user_id or session_id, request_id, rank, _id, k)
+    version = "+".join(shown.values) or service.recommender.bundle.version
+    ids = [r.item_id for r in shown.items]
+    service.record("recommendations", request_id, shown, ids, user_id, session_id, version)
     return RecommendationsResponse(
-        request_id=uuid.uuid4().hex,
+        request_id=request_id,
+        experiment=shown.experiment,
+        arm=shown.arm,
         user_id=user_id,
-        mode=rec.mode,
-        model_version=rec.bundle.version,
-        items=items,
+        mode="online" if shown.values else service.recommender.mode,
+        model_version=version,
+        items=shown.items,
     )
+
+
+def _id(recommendation: Recommendation) -> str:
+    return recommendation.item_id
 
 
 @router.get("/recommendations/{user_id}", response_model=RecommendationsResponse)
@@ -40,18 +64,21 @@ async def recommendations_for_user(
     k: K = 10,
     category: Category = None,
     exclude_seen: bool = True,
+    session_id: SessionId = None,
 ) -> RecommendationsResponse:
     """Top-k for a user; a user the model never saw gets their live session's
     neighbours or what is popular (never a 404)."""
-    return await service.on_a_core(partial(recommend, service, user_id, k, category, exclude_seen))
+    work = partial(recommend, service, user_id, session_id, k, category, exclude_seen)
+    return await service.on_a_core(work)
 
 
 @router.get("/recommendations", response_model=RecommendationsResponse)
 async def recommendations_anonymous(
-    service: ServiceDep, k: K = 10, category: Category = None
+    service: ServiceDep, k: K = 10, category: Category = None, session_id: SessionId = None
 ) -> RecommendationsResponse:
     """Top-k for an anonymous visitor: what is popular (within ``category``)."""
-    return await service.on_a_core(partial(recommend, service, None, k, category, False))
+    work = partial(recommend, service, None, session_id, k, category, False)
+    return await service.on_a_core(work)
 
 
 @router.get(
@@ -60,14 +87,35 @@ async def recommendations_anonymous(
     responses=declared(404, "An item the catalogue does not hold."),
 )
 async def similar_items(
-    service: ServiceDep, item_id: Annotated[str, PathParam(max_length=200)], k: K = 10
+    service: ServiceDep,
+    item_id: Annotated[str, PathParam(max_length=200)],
+    k: K = 10,
+    user_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="The shopper, for experiments."),
+    ] = None,
+    session_id: SessionId = None,
 ) -> SimilarResponse:
-    def similar() -> list[Recommendation]:
+    request_id = uuid.uuid4().hex
+
+    def rank(version: str | None) -> list[Recommendation]:
+        return service.recommender_for(version).similar(item_id, k)
+
+    def similar() -> Shown[Recommendation]:
         service.changes.catch_up()
-        return service.recommender.similar(item_id, k)
+        return service.show("similar", user_id or session_id, request_id, rank, _id, k)
 
     try:
-        items = await service.on_a_core(similar)
+        shown = await service.on_a_core(similar)
     except KeyError:
         raise HTTPException(404, f"unknown item {item_id!r}") from None
-    return SimilarResponse(request_id=uuid.uuid4().hex, item_id=item_id, items=items)
+    ids = [r.item_id for r in shown.items]
+    version = "+".join(shown.values) or service.recommender.bundle.version
+    service.record("similar", request_id, shown, ids, user_id, session_id, version)
+    return SimilarResponse(
+        request_id=request_id,
+        experiment=shown.experiment,
+        arm=shown.arm,
+        item_id=item_id,
+        items=shown.items,
+    )

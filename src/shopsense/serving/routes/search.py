@@ -14,12 +14,12 @@ from fastapi import Query
 from shopsense.search.analysis import MAX_QUERY_CHARS
 from shopsense.serving.limits import declared
 from shopsense.serving.routes import concern_router
-from shopsense.serving.schemas import Attribute, SearchResponse, SuggestionOut
+from shopsense.serving.schemas import Attribute, SearchResponse, SessionId, SuggestionOut
 from shopsense.serving.service import Service, ServiceDep
 from shopsense.serving.store import Event
 
 if TYPE_CHECKING:
-    from shopsense.search.engine import SearchEngine
+    from shopsense.search.engine import Hit, SearchEngine, SearchResults
 
 router = concern_router("search")
 NO_INDEX = declared(404, "This service has no search index.")
@@ -42,6 +42,7 @@ async def search(
         list[Attribute], Query(max_length=20, description="NAME:VALUE, e.g. color:red")
     ] = [],  # noqa: B006
     user_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    session_id: SessionId = None,
 ) -> SearchResponse:
     """Hybrid search with filters (values of one field OR-ed, fields AND-ed),
     disjunctive facets, sorting and pages; personalized with ``user_id``."""
@@ -52,7 +53,9 @@ async def search(
     filters: dict[str, Any] = {"category": category, "brand": brand, "attributes": attributes}
     filters.update(price_min=price_min, price_max=price_max)
     engine = service.search_engine()
-    work = partial(personal_search, service, engine, q, filters, sort, page, per_page, user_id)
+    work = partial(
+        personal_search, service, engine, q, filters, sort, page, per_page, user_id, session_id
+    )
     return await service.on_a_core(work)
 
 
@@ -65,21 +68,43 @@ def personal_search(
     page: int,
     per_page: int,
     user_id: str | None,
+    session_id: str | None,
 ) -> SearchResponse:
     service.changes.catch_up()
     session = None
     if user_id is not None:  # the state store owns the live session; search reads it
         steps = service.store.recent(user_id)
         session = pd.DataFrame([asdict(s) for s in steps]) if steps else None
-    results = engine.search(q, filters, sort, page, per_page, user_id=user_id, session=session)
+    answered: list[SearchResults] = []
+
+    def rank(setting: str | None) -> list[Hit]:
+        chosen = setting or service.search_setting
+        personalization = 0.0 if chosen == "unpersonalized" else None
+        found = engine.search(q, filters, sort, page, per_page, user_id=user_id,
+                              personalization=personalization, session=session)  # fmt: skip
+        answered.append(found)
+        return found.hits
+
+    request_id = uuid.uuid4().hex
+    shown = service.show("search", user_id or session_id, request_id, rank, _id, per_page)
+    results = answered[0]
     service.metrics.search_answered(results.from_cache)
-    if user_id is not None and q.strip():
-        logged = Event(uuid.uuid4().hex, user_id, "search", int(time.time()), query=q.strip(),
-                       request_id=results.request_id)  # fmt: skip
+    ids = [h.item_id for h in shown.items]
+    query = q.strip()
+    service.record("search", request_id, shown, ids, user_id, session_id, None, query)
+    if user_id is not None and query:
+        logged = Event(uuid.uuid4().hex, user_id, "search", int(time.time()), query=query,
+                       request_id=request_id)  # fmt: skip
         service.store.append_events([logged])
+    fields = {k: v for k, v in vars(results).items() if k not in ("hits", "request_id")}
     return SearchResponse(
-        **{k: v for k, v in vars(results).items() if k != "hits"}, hits=results.hits
-    )
+        **fields, request_id=request_id, experiment=shown.experiment, arm=shown.arm,
+        hits=shown.items,
+    )  # fmt: skip
+
+
+def _id(hit: Hit) -> str:
+    return hit.item_id
 
 
 @router.get("/suggest", response_model=list[SuggestionOut], responses=NO_INDEX)
