@@ -236,6 +236,11 @@ def test_every_list_response_is_an_impression_and_a_deleted_user_takes_theirs_al
         assert [i.placement for i in logged] == ["recommendations", "recommendations", "similar"]
         assert logged[1].session_id == "visit-1" and logged[1].user_id is None
         assert all(i.model_version == "v0002" and len(i.items) for i in logged)
+        metrics = a.get("/metrics").text
+        assert (
+            'shopsense_impressions_total{arm="default",placement="recommendations"} 2.0' in metrics
+        )
+        assert 'shopsense_impressions_total{arm="default",placement="similar"} 1.0' in metrics
         assert a.delete(f"/users/{user}", headers=ADMIN).status_code == 200
         assert [i.session_id for _, i in open_store(state).impressions()] == ["visit-1"]
 

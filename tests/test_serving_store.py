@@ -131,7 +131,8 @@ def test_a_sqlite_store_from_before_event_values_gains_the_column(tmp_path):
     old.close()
     store = open_store(str(path))
     store.append_events([event("u", "b", "purchase", value=3.0)])
-    assert [(e.event_id, e.value) for _, e in store.events()][0] == ("e", None)
+    first = store.events()[0][1]
+    assert (first.event_id, first.value) == ("e", None)
     assert store.events()[1][1].value == 3.0
     store.close()
 

@@ -32,6 +32,7 @@ from shopsense.serving.limits import (
 from shopsense.serving.replica import follow, remove_copy
 from shopsense.serving.routes import (
     admin,
+    analytics,
     events,
     experiments,
     operations,
@@ -50,6 +51,8 @@ ROUTERS = (
     admin.router,
     admin.guarded,
     experiments.router,
+    analytics.page,
+    analytics.router,
     operations.router,
 )
 

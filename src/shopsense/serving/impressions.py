@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Callable
 
 from shopsense.serving.store import Impression, StateStore, StoreUnavailable
 
@@ -26,9 +27,17 @@ MAX_QUEUED = 100_000
 
 
 class ImpressionLog:
-    def __init__(self, store: StateStore, max_queued: int = MAX_QUEUED) -> None:
+    """``on_written`` is called with each batch once it is stored (the metrics)."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        max_queued: int = MAX_QUEUED,
+        on_written: Callable[[list[Impression]], None] | None = None,
+    ) -> None:
         self.store = store
         self.max_queued = max_queued
+        self.on_written = on_written
         self._queue: collections.deque[Impression] = collections.deque()
         self._flushing = threading.Lock()
         self.written = 0
@@ -54,6 +63,8 @@ class ImpressionLog:
                     LOG.warning("impressions kept for later (%d queued): %s", len(self._queue), e)
                     break
                 written += len(batch)
+                if self.on_written is not None:
+                    self.on_written(batch)
         self.written += written
         return written
 

@@ -29,6 +29,7 @@ from shopsense.data.dataset import Dataset
 from shopsense.data.erasure import erased_users
 from shopsense.errors import ShopsenseError
 from shopsense.evaluation.interleaving import team_draft
+from shopsense.serving.analytics import ImpressionCounters
 from shopsense.serving.champion import champion, version_path
 from shopsense.serving.erasure import erase_user_files
 from shopsense.serving.experiments import Experiment, running, search_setting
@@ -95,7 +96,6 @@ class Service:
         self.experiments: dict[str, Experiment] = {}
         self.search_setting: str | None = None
         self._arms: dict[str, RecommendationService] = {}
-        self.impressions = ImpressionLog(self.store)
         self.engine = None
         self.index_copy: Path | None = None
         if settings.index is not None:
@@ -110,6 +110,8 @@ class Service:
         self._reload_lock = threading.Lock()
         self.catalog_ids = set(self.dataset.items["item_id"].astype(str))
         self.metrics = Metrics()
+        counters = ImpressionCounters(self.metrics.registry)
+        self.impressions = ImpressionLog(self.store, on_written=counters.count)
         self.changes = ChangeFollower(self.store, self._apply)
         self.changes.catch_up()  # a new worker replays the log before its first answer
         self._load_experiments()
