@@ -94,3 +94,16 @@ def redis_url(tmp_path_factory):
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def state(request, tmp_path) -> str:
+    """A state store's URL, once for each backend: a SQLite file, or the
+    session's Redis emptied (a module may define its own ``state``)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    import redis
+
+    url = request.getfixturevalue("redis_url")
+    redis.Redis.from_url(url).flushdb()
+    return url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -9,6 +11,18 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def require_chromium() -> None:
+    """Skip without Debian's chromium, except in CI, where its absence fails."""
+    if not shutil.which(CHROMIUM):
+        message = "chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def free_port() -> int:

@@ -102,18 +102,6 @@ def check_interval(found: dict, numerators: list[float], denominators: list[floa
     assert found["low"] <= found["value"] <= found["high"]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def state(request, tmp_path) -> str:
-    """Both backends (as in test_serving_replicas and test_experiments)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "state.db")
-    import redis
-
-    url = request.getfixturevalue("redis_url")
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
 @pytest.fixture(scope="module")
 def served(store, tmp_path_factory) -> dict[str, Path]:
     """Two model versions and a lexical search index."""

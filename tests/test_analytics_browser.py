@@ -8,7 +8,6 @@ tables and the charts, without a console error. A screenshot goes to
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -17,19 +16,13 @@ import pytest
 
 from shopsense.models.registry import create_model
 from shopsense.serving.store import open_store
-from tests.serving_helpers import free_port, start_server
+from tests.serving_helpers import CHROMIUM, free_port, require_chromium, start_server
 from tests.test_analytics import KEY, hand_made_log
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def served(store, store_dir, tmp_path_factory):
-    if not shutil.which(CHROMIUM):
-        message = "chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
     root = tmp_path_factory.mktemp("analytics_page")
     create_model("pop").fit(store).save(root / "models" / "v0001")
     create_model("itemknn").fit(store).save(root / "models" / "v0002")

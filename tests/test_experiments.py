@@ -5,6 +5,7 @@ the CLI, on two workers sharing one state store (both backends)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -146,17 +147,6 @@ def registry(store, tmp_path_factory) -> Path:
     return root / "models"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def state(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "state.db")
-    import redis
-
-    url = request.getfixturevalue("redis_url")
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
 def worker(registry: Path, store_dir: Path, state: str) -> TestClient:
     settings = ServiceSettings(data=store_dir, models=registry, state=state, api_key=KEY,
                                watch_seconds=0)  # fmt: skip
@@ -223,11 +213,14 @@ def test_an_experiment_splits_shoppers_the_same_way_on_every_worker_and_is_measu
 
 
 def test_every_list_response_is_an_impression_and_a_deleted_user_takes_theirs_along(
-    registry, store_dir, store, state
+    registry, store_dir, store, state, tmp_path
 ):
     user = users_of(store, 1)[0]
     item = str(store.items["item_id"].iloc[0])
-    with worker(registry, store_dir, state) as a:
+    data, models = tmp_path / "data", tmp_path / "models"  # the deletion erases from files
+    shutil.copytree(store_dir, data)
+    shutil.copytree(registry, models)
+    with worker(models, data, state) as a:
         a.get(f"/recommendations/{user}")
         a.get("/recommendations", params={"session_id": "visit-1"})
         a.get(f"/items/{item}/similar", params={"user_id": user})

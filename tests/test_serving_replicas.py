@@ -36,17 +36,6 @@ def served(store, tmp_path_factory):
     return root
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def state(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "state.db")
-    import redis
-
-    url = request.getfixturevalue("redis_url")
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
 def worker(served: Path, store_dir: Path, state: str) -> TestClient:
     settings = ServiceSettings(
         data=store_dir,

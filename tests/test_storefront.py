@@ -3,25 +3,16 @@ search, open a product, add it to the cart, and the recommendations change."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from shopsense.models.registry import create_model
 from shopsense.search.engine import build_index
-from tests.serving_helpers import free_port, start_server
-
-CHROMIUM = "/usr/bin/chromium"
+from tests.serving_helpers import CHROMIUM, free_port, require_chromium, start_server
 
 
 @pytest.fixture(scope="module")
 def storefront(store, store_dir, tmp_path_factory):
-    if not shutil.which(CHROMIUM):
-        message = "chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
     root = tmp_path_factory.mktemp("storefront")
     create_model("itemknn").fit(store).save(root / "models" / "v0001")
     build_index(store.items, root / "index", store.source_events(), semantic=False)
