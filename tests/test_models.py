@@ -160,3 +160,19 @@ def test_als_folds_in_a_new_users_events_without_refit(store):
     )
     ids, _ = model.recommend(np.array([user]), k=5, user_items=fresh)
     assert np.mean(category[ids[0]] == target) >= 0.6
+
+
+def test_als_folds_in_a_history_as_implicit_solves_it(store):
+    """ALS's NumPy fold-in gives implicit's ``recalculate_user`` factors."""
+    from threadpoolctl import threadpool_limits
+
+    model = ALS(factors=16, iterations=3).fit(store)
+    history = model.user_items_[:40]
+    with threadpool_limits(1, "blas"):
+        reference = model._implicit()
+        reference.item_factors = model.item_factors_
+        expected = reference.recalculate_user(
+            np.arange(40), sp.csr_matrix(history, dtype=np.float32)
+        )
+    np.testing.assert_allclose(model.fold_in(history), expected, atol=1e-4)
+    assert not model.fold_in(sp.csr_matrix((1, model.n_items_), dtype=np.float32)).any()

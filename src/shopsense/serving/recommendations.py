@@ -208,6 +208,8 @@ class RecommendationService:
             types = np.concatenate([known.types, [EVENT_CODE[t] for _, t in live]]).astype(np.int8)
             seq = Sequences(np.array([0, len(items)]), items, types)
             base = model.score(np.array([user]), sequences=seq)[0]
+        elif not live:  # what it was trained on: its own state, no fold-in
+            base = model.score(np.array([user]))[0]
         else:
             history = model.user_items_[user].tolil()
             for row, _ in live:
