@@ -207,6 +207,21 @@ def test_a_query_names_a_favourite_leaf(shoppers):
     assert hits >= 55  # a favourite leaf without items falls back to any item
 
 
+def test_browsing_views_a_few_items_of_a_favourite_leaf_as_the_generator_does(shoppers):
+    rng = np.random.default_rng(9)
+    tastes = shoppers.tastes.set_index("user_id")
+    leaf = shoppers.traits.set_index("item_id")["leaf"]
+    counts, in_favourites = [], []
+    for user in shoppers.users[:300]:
+        viewed = shoppers.browse(user, rng)
+        counts.append(len(viewed))
+        favourite = set(tastes.loc[user, ["leaf_1", "leaf_2", "leaf_3"]])
+        in_favourites += [leaf[item] in favourite for item in viewed]
+    assert min(counts) >= 1 and max(counts) <= 15
+    assert abs(np.mean(counts) - 1 / 0.3) < 0.5  # geometric(0.3), as the generator's sessions
+    assert np.mean(in_favourites) > 0.6  # 12% explore; a leaf without items falls back to any
+
+
 # ----------------------------------------------------------------------- the driver
 @pytest.fixture(scope="module")
 def service(store, store_dir, tmp_path_factory):
@@ -245,6 +260,10 @@ def test_shoppers_post_events_that_follow_the_lists_they_were_shown(service, raw
     store = open_store(state)
     events = [e for _, e in store.events(limit=100_000) if (e.session_id or "").startswith("sim1-")]
     assert len(events) == report.events_posted > 0
+    views = [e for e in events if e.request_id is None]  # their own browsing: follows no list
+    assert views and all(e.type == "view" for e in views)
+    assert {e.item_id for e in views} <= set(shoppers.items)
+    events = [e for e in events if e.request_id is not None]
     impressions: dict[str, tuple[str, ...]] = {}
     deadline = time.monotonic() + 10  # impressions are written off the request path
     while time.monotonic() < deadline:

@@ -32,6 +32,7 @@ HOUR_WEIGHTS = np.array(
 )
 CHINESE_SHARE = 0.2
 CANDIDATES = 6  # items drawn per view; the one the user likes best is viewed
+VIEW_STOP, MAX_VIEWS = 0.3, 15  # a session's views: geometric, at most MAX_VIEWS
 FAVOURITE_SHARES = (0.55, 0.3, 0.15)
 """How often a session is about each of a user's three favourite leaves (unless exploring)."""
 EXPLORE_SHARE = 0.12
@@ -293,7 +294,7 @@ def _generate(
     s_leaf = taste["leaf"][s_user, fav_pick]
     explore = rng.random(n_s) < EXPLORE_SHARE
     s_leaf[explore] = item_leaf[rng.integers(0, cfg.items, explore.sum())]
-    s_views = np.minimum(rng.geometric(0.3, n_s), 15)
+    s_views = np.minimum(rng.geometric(VIEW_STOP, n_s), MAX_VIEWS)
     s_search = rng.random(n_s) < SEARCH_SHARE
     holiday_days = {(d - cfg.start).days for d in cfg.holiday_dates()}
     s_holiday = np.isin(day, list(holiday_days))

@@ -1,7 +1,9 @@
 """Simulated shoppers driving a running service over HTTP: ``shopsense simulate``.
 
 Each shopper is a user of the synthetic store, drawn by activity. They run a
-session or a few: each asks for their recommendations and, as often as the
+session or a few: each browses on its own first (views of a favourite leaf's
+items, posted with no ``request_id``: the organic traffic a store's log is
+mostly made of), asks for their recommendations and, as often as the
 generator's sessions do, searches for an item of a favourite leaf; on every
 list they examine, click, cart and buy by the ``ShopperModel`` and post those
 events with the list's ``request_id`` (purchases with their value). What the
@@ -365,6 +367,8 @@ class Simulation:
         for n in range(sessions):
             session_id = f"sim{self.seed}-{index}-{n}"
             worker.sessions += 1
+            if not self._look_around(worker, user_id, session_id, rng):
+                return False
             query = {"k": LIST_SIZE, "session_id": session_id}
             target = f"/recommendations/{quote(user_id, safe='')}?{urlencode(query)}"
             if not self._browse(worker, user_id, session_id, "recommendations", target, rng):
@@ -377,6 +381,20 @@ class Simulation:
                     continue
                 if not self._browse(worker, user_id, session_id, "search", target, rng):
                     return False
+        return True
+
+    def _look_around(
+        self, worker: _Worker, user_id: str, session_id: str, rng: np.random.Generator
+    ) -> bool:
+        """The session's own browsing (``ShopperModel.browse``), posted as views
+        that follow no list: what a store's event log mostly holds, and what a
+        retrained model learns moved tastes from. False once time is up."""
+        if self._out_of_time():
+            return False
+        common = {"user_id": user_id, "session_id": session_id, "type": "view"}
+        views = [{**common, "item_id": item} for item in self.model.browse(user_id, rng)]
+        if self._call(worker, "events", "POST", "/events", views) is not None:
+            worker.events += len(views)
         return True
 
     def _browse(

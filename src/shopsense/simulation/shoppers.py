@@ -37,13 +37,16 @@ import pandas as pd
 from shopsense.data.synthetic import (
     BRAND_UTILITY,
     BUY_AFTER_CART,
+    CANDIDATES,
     EXPLORE_SHARE,
     FAVOURITE_BRAND_COLUMNS,
     FAVOURITE_LEAF_COLUMNS,
     FAVOURITE_SHARES,
+    MAX_VIEWS,
     TASTES_FILE,
     TRAITS_FILE,
     TRUTH_DIR,
+    VIEW_STOP,
     cart_probability,
     price_fit,
     sample_in_leaf,
@@ -247,6 +250,31 @@ class ShopperModel:
         carted = clicked & (uniforms[1] < cart)
         purchased = carted & (uniforms[2] < BUY_AFTER_CART)
         return Draws(clicked, carted, purchased, np.where(purchased, prices, 0.0))
+
+    def browse(self, user_id: str, rng: np.random.Generator) -> list[str]:
+        """What the user views in a session browsing on their own (category
+        pages, not a list the service chose), as the generator's sessions
+        view: a favourite leaf by the favourites' shares (a random item's leaf
+        for ``EXPLORE_SHARE`` of sessions), then ``geometric(VIEW_STOP)``
+        views, each the best by the utility (with its Gumbel noise) of
+        ``CANDIDATES`` items of the leaf drawn by popularity."""
+        user = self._users_of([user_id])[0]
+        rows = self._catalogue_rows[self._catalogue_by_leaf]
+        if rng.random() < EXPLORE_SHARE:
+            leaf = self._leaf[rows[rng.integers(len(rows))]]
+        else:
+            leaf = self._favourite_leaves[
+                user, rng.choice(len(FAVOURITE_SHARES), p=FAVOURITE_SHARES)
+            ]
+        views = min(int(rng.geometric(VIEW_STOP)), MAX_VIEWS)
+        drawn = sample_in_leaf(rng, np.full(views * CANDIDATES, leaf), self._leaf[rows],
+                               self._popularity[rows])  # fmt: skip
+        candidates = rows[drawn].reshape(views, CANDIDATES)
+        brand_match = (self._brand[candidates][..., None] == self._favourite_brands[user]).any(-1)
+        fit = price_fit(self._price_rank[candidates], self._price_band[user])
+        utility = BRAND_UTILITY * brand_match + fit + rng.gumbel(size=candidates.shape)
+        best = candidates[np.arange(views), utility.argmax(axis=1)]
+        return [str(item) for item in self.items[best]]
 
     def query(self, user_id: str, rng: np.random.Generator) -> str:
         """A search the user would type: the words of a catalogue item of a
