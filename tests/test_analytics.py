@@ -291,8 +291,14 @@ def test_prometheus_counts_impressions_by_placement_and_arm(tmp_path):
     counters.count(impressions[8:])
 
     def counted(placement: str, arm: str) -> float | None:
-        labels = {"placement": placement, "arm": arm}
-        return registry.get_sample_value("shopsense_impressions_total", labels)
+        found = [
+            sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+            if sample.name == "shopsense_impressions_total"
+            and (sample.labels["placement"], sample.labels["arm"]) == (placement, arm)
+        ]
+        return sum(found) if found else None
 
     assert counted("recommendations", "control") == sum(i.arm == "control" for i in impressions)
     assert counted("recommendations", "default") == 2  # the visitor and the anonymous list

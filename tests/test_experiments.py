@@ -18,7 +18,13 @@ from shopsense.models.registry import create_model
 from shopsense.serving.app import create_app
 from shopsense.serving.attribution import attribute
 from shopsense.serving.champion import champion, promote, rollback, served_version
-from shopsense.serving.experiments import Experiment, create_experiment, parse_shares
+from shopsense.serving.experiments import (
+    Experiment,
+    create_experiment,
+    parse_shares,
+    running,
+    stop_experiment,
+)
 from shopsense.serving.service import ServiceSettings
 from shopsense.serving.store import Event, Impression, open_store
 
@@ -108,6 +114,26 @@ def test_clicks_are_credited_to_the_list_they_name_and_the_rest_is_counted_not_l
     assert result.by_shopper["user:u1", "control"].impressions == 1
     assert result.by_shopper["user:u2", "treatment"].clicks == 1
     assert result.uncredited == {"unknown": 1, "not_shown": 1, "expired": 1}
+
+
+def test_a_request_id_credits_only_its_own_shopper_once_an_item_and_its_own_list():
+    impressions = [
+        shown("r1", ["a", "b"]),
+        shown("r1", ["a", "b"]),  # written twice (a retried store write): one impression
+        Impression("s1", "search", 100, ("c",), user_id="u1"),  # another placement's list
+    ]
+    events = [
+        acted("click", "a", 110, "r1", user="mallory"),  # someone else's request id
+        acted("purchase", "a", 111, "r1", user="mallory", value=99_999.0),
+        acted("click", "a", 112, "r1"),
+        acted("click", "a", 113, "r1"),  # the same click again
+        acted("purchase", "c", 120, "s1", value=5.0),  # the search list's, not the arm's
+    ]
+    only_arms = attribute(impressions, events, 86_400, cell=lambda i: i.arm)
+    row = only_arms.by_shopper["user:u1", "control"]
+    assert (row.impressions, row.clicks, row.purchases, row.revenue) == (1, 1, 0, 0.0)
+    assert only_arms.uncredited == {"other_shopper": 2, "repeated_click": 1}
+    assert ("user:mallory", "control") not in only_arms.by_shopper
 
 
 def test_a_purchase_goes_to_the_last_list_that_showed_the_item_within_the_window():
@@ -230,10 +256,9 @@ def test_every_list_response_is_an_impression_and_a_deleted_user_takes_theirs_al
         assert logged[1].session_id == "visit-1" and logged[1].user_id is None
         assert all(i.model_version == "v0002" and len(i.items) for i in logged)
         metrics = a.get("/metrics").text
-        assert (
-            'shopsense_impressions_total{arm="default",placement="recommendations"} 2.0' in metrics
-        )
-        assert 'shopsense_impressions_total{arm="default",placement="similar"} 1.0' in metrics
+        series = 'shopsense_impressions_total{arm="default",experiment="none",placement="%s"} %s'
+        assert series % ("recommendations", "2.0") in metrics
+        assert series % ("similar", "1.0") in metrics
         assert a.delete(f"/users/{user}", headers=ADMIN).status_code == 200
         assert [i.session_id for _, i in open_store(state).impressions()] == ["visit-1"]
 
@@ -294,6 +319,8 @@ def test_promote_and_rollback_move_the_champion_and_a_new_version_waits(registry
     fresh = open_store(str(tmp_path / "third.db"))
     promote(fresh, registry, "v0001")
     assert rollback(fresh, registry) == "v0002"  # what v0001 replaced, the newest
+    promote(fresh, registry, "v0001")  # promoting what is served already (a control that won)
+    assert rollback(fresh, registry) == "v0002"  # still returns to what v0001 replaced
     fresh = open_store(str(tmp_path / "fourth.db"))
     fresh.append_change("model.promote", {"version": "v0001"})  # a log from before "previous"
     with pytest.raises(ShopsenseError, match="oldest"):
@@ -313,6 +340,18 @@ def test_the_cli_runs_an_experiment_from_create_to_promote(registry, store_dir, 
               "recommendations", "--arm", "control=v0002", "--arm", "treatment=v0001",
               "--traffic", "0.5/0.5", "--metric", "ctr", "--models", str(registry))  # fmt: skip
     assert "cli-exp running on recommendations" in out
+    too_long = ["--attribution-hours", "1e308"]
+    for bad, message in (
+        (["--arm", "t=v0001"], "give --models"),
+        (["--arm", "t=v7777", "--models", str(registry)], "no model version"),
+        (["--arm", "t=v0001", "--models", str(registry), *too_long], "not in the range"),
+    ):
+        refused = runner.invoke(
+            cli, ["experiment", "create", "bad", "--state", state, "--placement", "similar",
+                  "--arm", "c=v0002", *bad],
+        )  # fmt: skip
+        assert refused.exit_code != 0
+        assert message in refused.output + str(refused.exception)
     assert "cli-exp" in run("experiment", "list", "--state", state)
     with worker(registry, store_dir, state) as a:
         for user in users_of(store, 20):
@@ -331,3 +370,27 @@ def test_the_cli_runs_an_experiment_from_create_to_promote(registry, store_dir, 
         "--arm", "treatment")  # fmt: skip
     assert champion(open_store(state)) == "v0001"
     assert "champion: v0002" in run("rollback", "--state", state, "--models", str(registry))
+
+
+def test_two_experiments_created_at_once_on_one_placement_leave_one_running(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = str(tmp_path / "state.db")
+
+    def create(n: int) -> bool:
+        store = open_store(path)  # a connection each, as two processes would have
+        try:
+            create_experiment(store, experiment(name=f"race{n}"))
+            return True
+        except ShopsenseError:
+            return False
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        created = list(pool.map(create, range(6)))
+    store = open_store(path)
+    assert sum(created) == 1 and len(running(store)) == 1
+    stop_experiment(store, running(store)["recommendations"].name)
+    create_experiment(store, experiment(name="after"))  # stopping let the placement go
+    assert running(store)["recommendations"].name == "after"

@@ -386,3 +386,32 @@ def test_bad_parameters_are_clear_errors():
         compare(good, good, mixing_relative_sd=-1.0)
     with pytest.raises(ShopsenseError, match="UserMetric"):
         compare(good, {"numerator": [1]})
+
+
+def test_the_always_valid_test_sees_a_large_win_over_a_control_near_zero():
+    """A weak default (CTR 0.05%) against a strong challenger (3.5%) over 1,000
+    shoppers an arm: z ≈ 10 must be significant at any look (the mixing scale
+    is the arms' pooled value, not the control's, which all but vanished)."""
+    rng = np.random.default_rng(0)
+    impressions = rng.integers(1, 5, (2, 1000)).astype(float)
+    control = UserMetric(
+        rng.binomial(impressions[0].astype(int), 0.0005).astype(float), impressions[0]
+    )
+    treatment = UserMetric(
+        rng.binomial(impressions[1].astype(int), 0.035).astype(float), impressions[1]
+    )
+    result = compare(control, treatment)
+    assert result.p_value < 1e-6 and result.sequential_p_value < 0.01  # was 0.98
+
+
+def test_cuped_waits_for_enough_shoppers_to_fit_theta():
+    """One shopper with a pre-period click and the only click: a theta fitted to
+    a handful of shoppers would take the whole effect away."""
+    pre = np.zeros(20)
+    pre[3] = 1.0
+    clicks = np.zeros(20)
+    clicks[3] = 1.0
+    control = UserMetric(np.zeros(20), np.ones(20), np.zeros(20))
+    treatment = UserMetric(clicks, np.ones(20), pre)
+    result = compare(control, treatment)
+    assert result.cuped_variance_reduction == 0.0 and result.absolute_lift == 0.05

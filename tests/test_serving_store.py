@@ -187,3 +187,15 @@ def test_change_log_appends_from_many_threads_get_distinct_consecutive_numbers(s
         seqs = list(pool.map(lambda n: state.append_change("items.delete", [str(n)]), range(40)))
     assert sorted(seqs) == list(range(1, 41))
     assert sorted(c.payload[0] for c in state.changes()) == sorted(str(n) for n in range(40))
+
+
+def test_a_claim_has_one_holder_however_many_ask_at_once(state):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        holders = list(pool.map(lambda n: state.claim("placement", f"owner{n}"), range(16)))
+    assert len(set(holders)) == 1 and holders[0].startswith("owner")
+    state.release("placement", "somebody else")  # only the holder lets go
+    assert state.claim("placement", "late") == holders[0]
+    state.release("placement", holders[0])
+    assert state.claim("placement", "late") == "late"

@@ -550,8 +550,8 @@ class ImpressionCounters:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._impressions = Counter(
             "shopsense_impressions",
-            "Lists shown (and stored), by placement and experiment arm.",
-            ["placement", "arm"],
+            "Lists shown (and stored), by placement, experiment and arm.",
+            ["placement", "experiment", "arm"],
             registry=registry,
         )
         self._zero_results = Counter(
@@ -561,12 +561,13 @@ class ImpressionCounters:
         )
 
     def count(self, impressions: Iterable[Impression]) -> None:
-        tally: collections.Counter[tuple[str, str]] = collections.Counter()
+        tally: collections.Counter[tuple[str, str, str]] = collections.Counter()
         zero_results = 0
         for impression in impressions:
-            tally[impression.placement, impression.arm or DEFAULT_ARM] += 1
+            experiment = impression.experiment or "none"
+            tally[impression.placement, experiment, impression.arm or DEFAULT_ARM] += 1
             zero_results += impression.placement == "search" and not impression.items
-        for (placement, arm), n in tally.items():
-            self._impressions.labels(placement, arm).inc(n)
+        for (placement, experiment, arm), n in tally.items():
+            self._impressions.labels(placement, experiment, arm).inc(n)
         if zero_results:
             self._zero_results.inc(zero_results)

@@ -1,9 +1,12 @@
 """Crediting what shoppers did to the lists they were shown.
 
 - An event that names a ``request_id`` is credited to that impression when the
-  impression showed its item and the event came within the attribution window
-  after it; otherwise it is kept (the event log holds it) but not credited,
-  and counted by why: ``unknown`` request id, ``expired``, item ``not_shown``.
+  impression showed its item to the event's shopper (user id, or session)
+  and the event came within the attribution window after it; otherwise it is
+  kept (the event log holds it) but not credited, and counted by why:
+  ``unknown`` request id, ``expired``, item ``not_shown``, ``other_shopper``
+  (a request id is handed out in every response: anyone may send one). A
+  list's item earns one click however many are posted (``repeated_click``).
 - A cart or purchase without a credited ``request_id`` is credited to the last
   impression that showed its item to the same shopper (user id, or session)
   within the window before it: a shopper who clicks, browses and buys later
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from shopsense.serving.store import Event, Impression, StateStore
@@ -58,24 +61,36 @@ def unit_of(user_id: str | None, session_id: str | None) -> str | None:
 
 
 def attribute(
-    impressions: Iterable[Impression], events: Iterable[Event], window_seconds: int
+    impressions: Iterable[Impression],
+    events: Iterable[Event],
+    window_seconds: int,
+    cell: Callable[[Impression], str | None] = lambda impression: impression.arm,
 ) -> Attribution:
-    """Credit ``events`` to ``impressions`` by the rules above."""
+    """Credit ``events`` to ``impressions`` by the rules above. Totals are kept
+    per (shopper, ``cell(impression)``), by default the arm; an impression
+    whose cell is None is looked up and credited all the same (an event it
+    earned is nobody else's) but counted in no row. An impression logged
+    twice (a store write retried after a timeout that went through) counts
+    once."""
     shown: dict[str, Impression] = {}
+    cells: dict[str, str | None] = {}
     totals: dict[tuple[str, str], ShopperTotals] = defaultdict(ShopperTotals)
     # Per (shopper, item): the times and request ids of the impressions that showed it.
     showings: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
     for impression in impressions:
         unit = unit_of(impression.user_id, impression.session_id)
-        if unit is None or impression.arm is None:
+        if unit is None or impression.request_id in shown:
             continue
         shown[impression.request_id] = impression
-        totals[unit, impression.arm].impressions += 1
+        label = cells[impression.request_id] = cell(impression)
+        if label is not None:
+            totals[unit, label].impressions += 1
         for item in set(impression.items):
             showings[unit, item].append((impression.timestamp, impression.request_id))
     for times in showings.values():  # workers flush in turn: nearly, not quite, in time order
         times.sort()
     uncredited: Counter = Counter()
+    clicked: set[tuple[str, str]] = set()
     for event in events:
         if event.type not in CREDITED_TYPES or event.item_id is None:
             continue
@@ -84,9 +99,15 @@ def attribute(
             impression = _last_showing(event, shown, showings, window_seconds)
         if impression is None:
             continue
-        unit = unit_of(impression.user_id, impression.session_id)
-        row = totals[unit, impression.arm]
+        label = cells[impression.request_id]
+        if label is None:
+            continue
+        row = totals[unit_of(impression.user_id, impression.session_id), label]
         if event.type == "click":
+            if (impression.request_id, event.item_id) in clicked:
+                uncredited["repeated_click"] += 1
+                continue
+            clicked.add((impression.request_id, event.item_id))
             row.clicks += 1
             if impression.teams is not None:
                 row.credit[impression.teams[impression.items.index(event.item_id)]] += 1
@@ -113,7 +134,18 @@ def _named(
     if event.item_id not in impression.items:
         uncredited["not_shown"] += 1
         return None
+    if not _same_shopper(event, impression):
+        uncredited["other_shopper"] += 1
+        return None
     return impression
+
+
+def _same_shopper(event: Event, impression: Impression) -> bool:
+    """The event's shopper is the one the list was shown to (a request id is
+    no secret: every response hands one out)."""
+    if impression.user_id is not None and impression.user_id == event.user_id:
+        return True
+    return impression.session_id is not None and impression.session_id == event.session_id
 
 
 def _last_showing(

@@ -66,6 +66,9 @@ def promote(store: StateStore, models: Path, version: str) -> str:
     except Exception as e:
         raise ShopsenseError(f"model version {version} cannot be loaded: {e}") from None
     previous = served_version(store, models)
+    if previous == version:  # already served: what it replaced stays what rollback returns to
+        promoted = promotions(store)
+        previous = promoted[-1].get("previous") if promoted else None
     store.append_change("model.promote", {"version": version, "previous": previous})
     return version
 

@@ -21,6 +21,7 @@ from shopsense.serving.commands import MODELS_OPTION, STATE_OPTION
 from shopsense.serving.experiment_report import experiment_report, winner
 from shopsense.serving.experiments import (
     KINDS,
+    MAX_ATTRIBUTION_HOURS,
     METRICS,
     PLACEMENTS,
     Experiment,
@@ -69,13 +70,17 @@ def experiment() -> None:
 @click.option("--guardrail", "guardrails", multiple=True, type=click.Choice(METRICS))
 @click.option("--kind", type=click.Choice(KINDS), default="ab", show_default=True)
 @click.option(
-    "--attribution-hours", default=24.0, show_default=True, type=click.FloatRange(min=0.001)
+    "--attribution-hours",
+    default=24.0,
+    show_default=True,
+    type=click.FloatRange(0.001, MAX_ATTRIBUTION_HOURS),
 )
 @click.option(
     "--models",
     type=click.Path(path_type=Path),
     default=None,
-    help="The model registry: checks that each arm's version is in it.",
+    help="The model registry, to check that each arm's version is in it (needed unless "
+    "the placement is search).",
 )
 def create(
     name: str,
@@ -96,7 +101,9 @@ def create(
         if not sep or not arm_name or not value or arm_name in named:
             raise ShopsenseError(f"--arm {arm!r}: give NAME=VERSION, each name once")
         named[arm_name] = value
-    if models is not None and placement != "search":
+    if placement != "search":
+        if models is None:
+            raise ShopsenseError("give --models: each arm's version must be in the registry")
         known = {p.name for p in model_versions(models)}
         missing = sorted(set(named.values()) - known)
         if missing:

@@ -41,9 +41,12 @@ def experiment_report(
     """The experiment's figures as JSON-ready data (what ``experiment show
     --json`` prints and ``GET /admin/experiments/{name}`` answers)."""
     events = list(logged_events(store))
+    # Every impression, so that an event naming another list (a search) is
+    # credited to it and not taken for unknown or given to this experiment.
     attribution = attribute(
-        logged_impressions(store, experiment.name), events, experiment.attribution_seconds
-    )
+        logged_impressions(store), events, experiment.attribution_seconds,
+        cell=lambda i: i.arm if i.experiment == experiment.name else None,
+    )  # fmt: skip
     before = _behaviour_before(events, experiment.started)
     arms = _arms(experiment)
     rows: dict[str, list[tuple[str, ShopperTotals]]] = defaultdict(list)

@@ -41,6 +41,7 @@ STATUSES = ("running", "stopped", "promoted")
 SEARCH_SETTINGS = ("personalized", "unpersonalized")
 """The search arms: the index's personalization as it is set, or none."""
 ATTRIBUTION_SECONDS = 24 * 3600
+MAX_ATTRIBUTION_HOURS = 24 * 90
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -83,8 +84,8 @@ class Experiment:
             problems.append("shares must each be in (0, 1] and add up to at most 1")
         if self.placement == "search" and any(v not in SEARCH_SETTINGS for v in self.arms.values()):
             problems.append(f"a search arm is one of {', '.join(SEARCH_SETTINGS)}")
-        if self.attribution_seconds < 1:
-            problems.append("the attribution window must be at least a second")
+        if not 1 <= self.attribution_seconds <= MAX_ATTRIBUTION_HOURS * 3600:
+            problems.append(f"the attribution window must be 1 s to {MAX_ATTRIBUTION_HOURS} h")
         if problems:
             raise ShopsenseError(f"experiment {self.name!r}: " + "; ".join(problems))
 
@@ -152,16 +153,21 @@ def get_experiment(store: StateStore, name: str) -> Experiment:
 
 
 def create_experiment(store: StateStore, experiment: Experiment) -> Experiment:
-    """Register a new running experiment: one per placement at a time, so a
-    shopper is in at most one experiment of a placement."""
+    """Register a new running experiment: one per placement at a time (the
+    placement is claimed in the store, atomically), so a shopper is in at
+    most one experiment of a placement."""
     if experiment.name in experiments(store):
         raise ShopsenseError(f"an experiment named {experiment.name!r} exists already")
-    busy = running(store).get(experiment.placement)
-    if busy is not None:
+    holder = store.claim(_placement_key(experiment.placement), experiment.name)
+    if holder != experiment.name:  # the claim, not a read, decides a race of two creates
         raise ShopsenseError(
-            f"experiment {busy.name!r} is running on {experiment.placement}: stop it first"
+            f"experiment {holder!r} is running on {experiment.placement}: stop it first"
         )
     return _save(store, replace(experiment, status="running", stopped=None, winner=None))
+
+
+def _placement_key(placement: str) -> str:
+    return f"experiments.running.{placement}"
 
 
 def stop_experiment(store: StateStore, name: str, winner: str | None = None) -> Experiment:
@@ -174,7 +180,9 @@ def stop_experiment(store: StateStore, name: str, winner: str | None = None) -> 
         return found
     status = "promoted" if winner is not None else "stopped"
     stopped = found.stopped or int(time.time())
-    return _save(store, replace(found, status=status, stopped=stopped, winner=winner))
+    saved = _save(store, replace(found, status=status, stopped=stopped, winner=winner))
+    store.release(_placement_key(found.placement), name)
+    return saved
 
 
 def _save(store: StateStore, experiment: Experiment) -> Experiment:

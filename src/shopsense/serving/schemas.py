@@ -11,7 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from shopsense.data.schema import EVENT_TYPES
 from shopsense.search.analysis import MAX_QUERY_CHARS
 from shopsense.search.engine import Hit
-from shopsense.serving.experiments import KINDS, METRICS, PLACEMENTS
+from shopsense.serving.experiments import KINDS, MAX_ATTRIBUTION_HOURS, METRICS, PLACEMENTS
 from shopsense.serving.recommendations import Recommendation
 
 MAX_EVENTS = 1000
@@ -184,7 +184,7 @@ class ExperimentIn(BaseModel):
     metric: Literal[METRICS] = "ctr"
     guardrails: Annotated[list[Literal[METRICS]], Field(max_length=3)] = []
     kind: Literal[KINDS] = "ab"
-    attribution_hours: Annotated[float, Field(ge=0.001, le=24 * 90)] = 24.0
+    attribution_hours: Annotated[float, Field(ge=0.001, le=MAX_ATTRIBUTION_HOURS)] = 24.0
 
 
 class ExperimentOut(BaseModel):

@@ -162,6 +162,15 @@ class StateStore(ABC):
         """Every document of ``collection``, by name."""
 
     @abstractmethod
+    def claim(self, key: str, owner: str) -> str:
+        """Make ``owner`` the holder of ``key`` if nobody holds it, atomically
+        (two processes claiming at once get one holder); returns the holder."""
+
+    @abstractmethod
+    def release(self, key: str, owner: str) -> None:
+        """Let go of ``key`` if ``owner`` holds it."""
+
+    @abstractmethod
     def append_change(self, kind: str, payload: Any) -> int:
         """Durably add an entry to the change log; returns its sequence number
         (1, 2, 3, … with no gaps: a replica that has applied ``n`` has applied

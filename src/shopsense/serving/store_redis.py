@@ -47,6 +47,14 @@ end
 return new
 """
 
+# KEYS: claims hash; ARGV: key, owner. Deletes the claim only if owner holds it.
+RELEASE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
 
 @unavailable_on(redis.ConnectionError, redis.TimeoutError)
 class RedisStore(StateStore):
@@ -64,6 +72,7 @@ class RedisStore(StateStore):
         except redis.RedisError as e:
             raise ShopsenseError(f"cannot reach Redis at {url}: {e}") from None
         self._append = self._redis.register_script(APPEND)
+        self._release = self._redis.register_script(RELEASE)
 
     def _key(self, *parts: str) -> str:
         return PREFIX + ":".join(parts)
@@ -170,6 +179,14 @@ class RedisStore(StateStore):
     def documents(self, collection: str) -> dict[str, dict[str, Any]]:
         raw = self._redis.hgetall(self._key("documents", collection))
         return {name: json.loads(doc) for name, doc in raw.items()}
+
+    def claim(self, key: str, owner: str) -> str:
+        claims = self._key("claims")
+        self._redis.hsetnx(claims, key, owner)
+        return str(self._redis.hget(claims, key))
+
+    def release(self, key: str, owner: str) -> None:
+        self._release(keys=[self._key("claims")], args=[key, owner])
 
     def append_change(self, kind: str, payload: Any) -> int:
         entry = {"kind": kind, "payload": payload, "timestamp": int(time.time())}

@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS impressions (
     impression TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS impressions_user ON impressions (user_id);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS documents (
     collection TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -221,6 +222,15 @@ class SQLiteStore(StateStore):
             "SELECT name, document FROM documents WHERE collection = ?", (collection,)
         )
         return {name: json.loads(raw) for name, raw in rows}
+
+    def claim(self, key: str, owner: str) -> str:
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?)", (key, owner))
+            return db.execute("SELECT owner FROM claims WHERE key = ?", (key,)).fetchone()[0]
+
+    def release(self, key: str, owner: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner))
 
     # ------------------------------------------------------------- change log
     def append_change(self, kind: str, payload: Any) -> int:
