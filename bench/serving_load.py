@@ -90,12 +90,7 @@ def run() -> dict:
         out["setup_seconds"] = round(time.perf_counter() - started, 1)
         print(f"  setup (store, ALS, index, batch lists) {out['setup_seconds']} s", flush=True)
         port = 8765
-        server = subprocess.Popen(
-            [sys.executable, "-m", "shopsense", "serve", "--data", str(root / "data"),
-             "--models", str(root / "models"), "--index", str(root / "index"),
-             "--state", state, "--port", str(port), "--workers", "2"],
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )  # fmt: skip
+        server = _serve(root, state, port)
         try:
             wait_ready(port)
             rng = np.random.default_rng(0)
@@ -143,13 +138,7 @@ def run() -> dict:
                     "concurrency": 4,
                 },
             ]
-            plan = {"port": port, "server_pid": server.pid, "seconds": SECONDS, "steps": steps}
-            (root / "plan.json").write_text(json.dumps(plan))
-            driven = subprocess.run(
-                [sys.executable, "-m", "bench.load_generator", str(root / "plan.json")],
-                cwd=REPO, stdout=subprocess.PIPE, text=True, check=True,
-            )  # fmt: skip
-            out.update(json.loads(driven.stdout))
+            out.update(_drive(root, port, server, steps))
             e = out["events"]
             acknowledged = (e["succeeded"] + e["warm_up_succeeded"]) * EVENTS_PER_REQUEST
             e["events_per_second"] = round(e["requests_per_second"] * EVENTS_PER_REQUEST)
@@ -157,11 +146,69 @@ def run() -> dict:
         finally:
             server.terminate()
             server.wait(timeout=60)
+        out["impression_cost"] = _impression_cost(root, state, port, recs)
         store = open_store(state)
         out["events_acknowledged"] = acknowledged
         out["events_lost"] = acknowledged - store.event_count()
         store.close()
     _print(out)
+    return out
+
+
+def _serve(root: Path, state: str, port: int, impressions: bool = True) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "shopsense", "serve", "--data", str(root / "data"),
+         "--models", str(root / "models"), "--index", str(root / "index"),
+         "--state", state, "--port", str(port), "--workers", "2"],
+        env={**os.environ, "OMP_NUM_THREADS": "1",
+             "SHOPSENSE_IMPRESSIONS": "1" if impressions else "0"},
+    )  # fmt: skip
+
+
+def _drive(root: Path, port: int, server: subprocess.Popen, steps: list[dict]) -> dict:
+    """Run ``steps`` through the load generator (a process of its own)."""
+    plan = {"port": port, "server_pid": server.pid, "seconds": SECONDS, "steps": steps}
+    (root / "plan.json").write_text(json.dumps(plan))
+    driven = subprocess.run(
+        [sys.executable, "-m", "bench.load_generator", str(root / "plan.json")],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(driven.stdout)
+
+
+def _impression_cost(root: Path, state: str, port: int, recs: list[list[str]]) -> dict:
+    """/recommendations with impression logging off and on, in the order off,
+    on, on, off (the first server of a pair ran faster on this machine, by up
+    to 20%: each side gets one first and one second place), medians of each."""
+    steps = [
+        {"name": "recommendations", "requests": recs, "concurrency": 8},
+        {"name": "recommendations_at_rate", "requests": recs, "rate": 500},
+    ]
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for side in ("off", "on", "on", "off"):
+        server = _serve(root, state, port, impressions=side == "on")
+        try:
+            wait_ready(port)
+            runs[side].append(_drive(root, port, server, steps))
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    out: dict = {}
+    for side, driven in runs.items():
+        out[side] = {
+            "requests_per_second": float(
+                np.median([d["recommendations"]["requests_per_second"] for d in driven])
+            ),
+            "p99_ms": float(np.median([d["recommendations"]["p99_ms"] for d in driven])),
+            "p99_ms_at_rate": float(
+                np.median([d["recommendations_at_rate"]["p99_ms"] for d in driven])
+            ),
+            "runs": driven,
+        }
+    off, on = out["off"], out["on"]
+    out["throughput_cost"] = 1 - on["requests_per_second"] / off["requests_per_second"]
+    out["p99_cost"] = on["p99_ms"] / off["p99_ms"] - 1
+    out["p99_at_rate_cost"] = on["p99_ms_at_rate"] / off["p99_ms_at_rate"] - 1
     return out
 
 
@@ -229,3 +276,12 @@ def _print(out: dict) -> None:
         f"(bar ≥ 2,000 events/s, 0 lost)"
     )
     print(f"  serving processes' memory: {out['serving_memory_mib']} MiB")
+    cost = out["impression_cost"]
+    off, on = cost["off"], cost["on"]
+    print(
+        f"  impression logging, /recommendations off → on (medians of 2 runs each): "
+        f"{off['requests_per_second']} → {on['requests_per_second']} req/s at concurrency 8 "
+        f"({cost['throughput_cost']:+.1%} cost), p99 {off['p99_ms']} → {on['p99_ms']} ms "
+        f"({cost['p99_cost']:+.1%}); at 500 req/s p99 {off['p99_ms_at_rate']} → "
+        f"{on['p99_ms_at_rate']} ms ({cost['p99_at_rate_cost']:+.1%}) (bar ≤ 10% each)"
+    )

@@ -314,3 +314,25 @@ def test_a_logged_upsert_carries_its_vectors_and_replicas_index_them_as_they_are
             row = engine.catalog.row_of["zz-new"]
             np.testing.assert_array_equal(engine.vectors.vectors(np.array([row]))[0], expected)
     assert b"zz-new" not in (semantic_index / "catalog.parquet").read_bytes()  # the original
+
+
+def test_an_item_added_through_the_api_has_neighbours_at_once_on_every_worker(
+    served, semantic_index, store_dir, tmp_path
+):
+    """The model has never seen it: its neighbours are the index's nearest by text."""
+    teapot = {**NEW_ITEM, "title": "Ceramic teapot", "category": "Home & Kitchen > Teapots"}
+    settings = ServiceSettings(data=store_dir, models=served / "models", index=semantic_index,
+                               state=str(tmp_path / "state.db"), api_key=KEY,
+                               watch_seconds=0)  # fmt: skip
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        assert a.get("/items/zz-new/similar").status_code == 404
+        assert a.put("/items", json=[teapot], headers=ADMIN).status_code == 200
+        for client in (a, b):
+            answer = client.get("/items/zz-new/similar", params={"k": 5}).json()
+            ids = [i["item_id"] for i in answer["items"]]
+            assert len(ids) == 5 and "zz-new" not in ids
+            assert all("new to the recommender" in i["reason"] for i in answer["items"])
+        engine = a.app.state.service.engine
+        assert ids == [h.item_id for h in engine.similar_items("zz-new", 5)]
+        assert a.delete("/items/zz-new", headers=ADMIN).json()["deleted"] is True
+        assert b.get("/items/zz-new/similar").status_code == 404

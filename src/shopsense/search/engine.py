@@ -409,6 +409,26 @@ class SearchEngine:
             took_ms=0.0,
         )
 
+    def similar_items(self, item_id: str, k: int = 10) -> list[Hit]:
+        """The ``k`` live items nearest to ``item_id`` by their text's vectors
+        (cosine as the score), best first: what is like an item no model has
+        seen yet (added through the API since the last training). Empty for
+        an unknown item or an index without vectors."""
+        with self._changes.shared():
+            row = self.catalog.row_of.get(item_id)
+            if row is None or self.vectors is None or row >= self.vectors.size:
+                return []
+            allowed = np.zeros(self.catalog.n_rows, bool)
+            allowed[self.catalog.live_rows] = True
+            allowed[row] = False
+            rows, scores = self.vectors.search(self.vectors.vectors(np.array([row]))[0], k, allowed)
+            found = self.catalog.items.iloc[rows]
+        return [
+            Hit(str(i.item_id), str(i.title), str(i.brand), str(i.category),
+                None if pd.isna(i.price) else float(i.price), float(score), str(i.title))
+            for i, score in zip(found.itertuples(), scores, strict=True)
+        ]  # fmt: skip
+
     def ranked_ids(self, query: str, limit: int = 100) -> list[str]:
         """Item ids of the best ``limit`` results by relevance (for evaluation)."""
         with self._changes.shared():

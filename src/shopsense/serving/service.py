@@ -36,7 +36,12 @@ from shopsense.serving.experiments import Experiment, running, search_setting
 from shopsense.serving.impressions import ImpressionLog
 from shopsense.serving.limits import Limits
 from shopsense.serving.metrics import Metrics
-from shopsense.serving.recommendations import ModelBundle, RecommendationService, model_versions
+from shopsense.serving.recommendations import (
+    ModelBundle,
+    Recommendation,
+    RecommendationService,
+    model_versions,
+)
 from shopsense.serving.replica import ChangeApplyError, ChangeFollower, private_index_copy
 from shopsense.serving.store import Change, Impression, StoreUnavailable, open_store
 
@@ -203,6 +208,26 @@ class Service:
         if found is None:
             raise StoreUnavailable(f"model version {version} is not loaded here yet")
         return found
+
+    def similar(self, version: str | None, item_id: str, k: int) -> list[Recommendation]:
+        """Items like ``item_id``: the model's, or, for an item it does not know
+        (added through ``PUT /items`` since it was trained), the search index's
+        nearest by text, so a new item has neighbours at once. KeyError for an
+        item neither knows."""
+        try:
+            return self.recommender_for(version).similar(item_id, k)
+        except KeyError:
+            if self.engine is None or item_id not in self.catalog_ids:
+                raise
+        hits = [h for h in self.engine.similar_items(item_id, k + len(self.withdrawn_items))
+                if h.item_id not in self.withdrawn_items][:k]  # fmt: skip
+        if not hits:
+            raise KeyError(item_id)
+        return [
+            Recommendation(h.item_id, h.title, h.category, h.price, h.score,
+                           "similar by its description (new to the recommender)")
+            for h in hits
+        ]  # fmt: skip
 
     def show(
         self,

@@ -301,6 +301,20 @@ class ShopperModel:
         merged = pd.concat([self.traits, traits[TRAIT_COLUMNS]], ignore_index=True)
         return self._copy(self.tastes, merged)
 
+    def restocked(
+        self, withdrawn: Sequence[str], traits: pd.DataFrame, catalogue: pd.DataFrame
+    ) -> ShopperModel:
+        """A copy for a catalogue that changed: the ``withdrawn`` items are gone
+        (never browsed, searched or clicked again) and the new items, rows of
+        ``catalogue`` (as ``items.parquet`` holds them) with their ``traits``,
+        are browsed and searched like the rest."""
+        added = self.with_items(traits)
+        gone = set(withdrawn)
+        traits = added.traits[~added.traits["item_id"].isin(gone)]
+        kept = self.catalogue[~self.catalogue["item_id"].isin(gone)]
+        shelves = pd.concat([kept, catalogue], ignore_index=True)
+        return ShopperModel(self.tastes, traits, shelves, self.eta, self.click_bias)
+
     def shifted(self, fraction: float, rng: np.random.Generator) -> ShopperModel:
         """A copy where ``round(fraction × users)`` users, drawn at random, took
         a new first favourite leaf (one not among their favourites, drawn by

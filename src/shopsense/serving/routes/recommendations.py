@@ -99,7 +99,7 @@ async def similar_items(
     request_id = uuid.uuid4().hex
 
     def rank(version: str | None) -> list[Recommendation]:
-        return service.recommender_for(version).similar(item_id, k)
+        return service.similar(version, item_id, k)
 
     def similar() -> Shown[Recommendation]:
         service.changes.catch_up()
