@@ -25,8 +25,9 @@ from shopsense.serving.experiments import (
     running,
     stop_experiment,
 )
+from shopsense.serving.impressions import ImpressionLog
 from shopsense.serving.service import ServiceSettings
-from shopsense.serving.store import Event, Impression, open_store
+from shopsense.serving.store import Event, Impression, StoreUnavailable, open_store
 
 KEY = "experiment-key"
 ADMIN = {"Authorization": f"Bearer {KEY}"}
@@ -394,3 +395,24 @@ def test_two_experiments_created_at_once_on_one_placement_leave_one_running(tmp_
     stop_experiment(store, running(store)["recommendations"].name)
     create_experiment(store, experiment(name="after"))  # stopping let the placement go
     assert running(store)["recommendations"].name == "after"
+
+
+def test_impressions_wait_in_order_while_the_store_is_down_and_the_oldest_go_first(tmp_path):
+    store = open_store(str(tmp_path / "state.db"))
+    written = store.append_impressions
+    down = {"now": True}
+
+    def flaky(batch):
+        if down["now"]:
+            raise StoreUnavailable("down")
+        written(batch)
+
+    store.append_impressions = flaky
+    counted: list[int] = []
+    log = ImpressionLog(store, max_queued=5, on_written=lambda batch: counted.append(len(batch)))
+    for n in range(7):
+        log.record(shown(f"r{n}", ["a"]))
+    assert log.flush() == 0 and log.dropped == 2  # kept, the two oldest dropped
+    down["now"] = False
+    assert log.flush() == 5 and counted == [5]
+    assert [i.request_id for _, i in store.impressions()] == ["r2", "r3", "r4", "r5", "r6"]

@@ -210,9 +210,9 @@ def _readable(report: dict[str, Any]) -> str:
     if "interleaving" in report:
         p = report["interleaving"]
         lo, hi = p["ci"]
-        lines.append(f"preference {_fmt(p['preference'], '+.4f')} [{_fmt(lo, '+.4f')}, "
-                     f"{_fmt(hi, '+.4f')}], p = {_fmt(p['p_value'], '.4g')} over {p['users']} "
-                     "shoppers")  # fmt: skip
+        lines.append(f"preference for {p['b']} over {p['a']} {_fmt(p['preference'], '+.4f')} "
+                     f"[{_fmt(lo, '+.4f')}, {_fmt(hi, '+.4f')}] (positive: {p['b']} wins), "
+                     f"p = {_fmt(p['p_value'], '.4g')} over {p['users']} shoppers")  # fmt: skip
         return "\n".join(lines)
     srm = report["sample_ratio"]
     flag = "  MISMATCH: the split is broken" if srm["mismatch"] else ""
@@ -221,10 +221,13 @@ def _readable(report: dict[str, Any]) -> str:
     for arm, metrics in report["comparisons"].items():
         for metric, c in metrics.items():
             lo, hi = c["relative_ci"]
+            low, high = c["absolute_ci"]
             lines.append(
-                f"{arm} vs {control} {metric}: lift {_fmt(c['relative_lift'], '+.2%')} "
-                f"[{_fmt(lo, '+.2%')}, {_fmt(hi, '+.2%')}], p = {_fmt(c['p_value'], '.4g')} "
-                f"(always-valid {_fmt(c['sequential_p_value'], '.4g')})"
+                f"{arm} vs {control} {metric}: {_fmt(c['absolute_lift'], '+.4g')} "
+                f"[{_fmt(low, '+.4g')}, {_fmt(high, '+.4g')}], relative "
+                f"{_fmt(c['relative_lift'], '+.2%')} [{_fmt(lo, '+.2%')}, {_fmt(hi, '+.2%')}], "
+                f"p = {_fmt(c['p_value'], '.4g')} (always-valid "
+                f"{_fmt(c['sequential_p_value'], '.4g')})"
             )
     return "\n".join(lines)
 

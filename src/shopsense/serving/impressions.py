@@ -42,6 +42,7 @@ class ImpressionLog:
         self._flushing = threading.Lock()
         self.written = 0
         self.dropped = 0
+        self._failing = False
 
     def record(self, impression: Impression) -> None:
         """Queue one impression (called on the request path: O(1), never blocks)."""
@@ -60,8 +61,13 @@ class ImpressionLog:
                     self.store.append_impressions(batch)
                 except StoreUnavailable as e:
                     self._queue.extendleft(reversed(batch))
-                    LOG.warning("impressions kept for later (%d queued): %s", len(self._queue), e)
+                    if not self._failing:  # once an outage, not four times a second
+                        LOG.warning("impressions kept until the store is back: %s", e)
+                    self._failing = True
                     break
+                if self._failing:
+                    LOG.warning("the store is back: %d impressions written", len(batch))
+                    self._failing = False
                 written += len(batch)
                 if self.on_written is not None:
                     self.on_written(batch)
