@@ -43,6 +43,7 @@ PARTS = {
     "search-homedepot": search_quality.home_depot,
     "search-latency": search_quality.synthetic_latency,
     "search-million": search_quality.million_items,
+    "learning-loop-statistics": learning_loop.statistics,
     "learning-loop-retrain": learning_loop.retrain_loop,
 }
 

@@ -189,7 +189,7 @@ def promote_version(version: str, state: str, models: Path) -> None:
 @STATE_OPTION
 @MODELS_OPTION
 def rollback_version(state: str, models: Path) -> None:
-    """Serve the version that was the champion before the current one."""
+    """Serve again the version the last promotion replaced."""
     with _store(state) as store:
         before = champion(store) or served_version(store, models)
         version = rollback(store, models)
