@@ -336,3 +336,28 @@ def test_an_item_added_through_the_api_has_neighbours_at_once_on_every_worker(
         assert ids == [h.item_id for h in engine.similar_items("zz-new", 5)]
         assert a.delete("/items/zz-new", headers=ADMIN).json()["deleted"] is True
         assert b.get("/items/zz-new/similar").status_code == 404
+
+
+def test_a_new_item_joins_the_lists_of_shoppers_who_looked_at_its_like(
+    served, semantic_index, store_dir, store, tmp_path
+):
+    """The model cannot score it; what the shopper did lately can, by text."""
+    first = store.items.iloc[0]
+    twin = {"item_id": "zz-twin", "title": f"{first['title']} (new edition)",
+            "category": str(first["category"]), "price": 10.0}  # fmt: skip
+    settings = ServiceSettings(data=store_dir, models=served / "models", index=semantic_index,
+                               state=str(tmp_path / "state.db"), api_key=KEY,
+                               watch_seconds=0)  # fmt: skip
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        looked = {"user_id": "newcomer", "type": "view", "item_id": str(first["item_id"])}
+        assert a.post("/events", json=looked).status_code == 200
+        assert a.put("/items", json=[twin, NEW_ITEM], headers=ADMIN).status_code == 200
+        for client in (a, b):
+            items = client.get("/recommendations/newcomer", params={"k": 5}).json()["items"]
+            assert [i["item_id"] for i in items].count("zz-twin") == 1 and len(items) == 5
+            assert "zz-new" not in [i["item_id"] for i in items]  # a teapot is like nothing here
+            assert next(i for i in items if i["item_id"] == "zz-twin")["reason"].startswith("new")
+        stranger = b.get("/recommendations/nobody-at-all", params={"k": 5}).json()["items"]
+        assert "zz-twin" not in [i["item_id"] for i in stranger]  # nothing to be like
+        in_category = b.get("/recommendations/newcomer", params={"k": 5, "category": "Nowhere"})
+        assert "zz-twin" not in [i["item_id"] for i in in_category.json()["items"]]

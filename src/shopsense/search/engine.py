@@ -422,7 +422,29 @@ class SearchEngine:
             allowed[self.catalog.live_rows] = True
             allowed[row] = False
             rows, scores = self.vectors.search(self.vectors.vectors(np.array([row]))[0], k, allowed)
-            found = self.catalog.items.iloc[rows]
+            return self._plain_hits(self.catalog.items.iloc[rows], scores)
+
+    def nearest_to(self, item_ids: list[str], candidates: list[str], k: int) -> list[Hit]:
+        """Of the live ``candidates``, the ``k`` nearest by text to the mean of
+        ``item_ids``' vectors (cosine as the score), best first; empty where
+        the index has no vectors or none of either is in it."""
+        with self._changes.shared():
+            if self.vectors is None:
+                return []
+            row_of, size = self.catalog.row_of, self.vectors.size
+            rows = np.array([row_of[i] for i in item_ids if row_of.get(i, size) < size], np.int64)
+            pool = np.array([row_of[i] for i in candidates if row_of.get(i, size) < size], np.int64)
+            pool = pool[~self.catalog.deleted[pool]] if len(pool) else pool
+            if not len(rows) or not len(pool):
+                return []
+            query = self.vectors.vectors(rows).mean(axis=0)
+            query /= max(float(np.linalg.norm(query)), 1e-12)
+            scores = self.vectors.vectors(pool) @ query
+            best = np.argsort(-scores, kind="stable")[:k]
+            found = self.catalog.items.iloc[pool[best]]
+            return self._plain_hits(found, scores[best])
+
+    def _plain_hits(self, found: pd.DataFrame, scores: np.ndarray) -> list[Hit]:
         return [
             Hit(str(i.item_id), str(i.title), str(i.brand), str(i.category),
                 None if pd.isna(i.price) else float(i.price), float(score), str(i.title))

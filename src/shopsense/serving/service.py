@@ -50,6 +50,13 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger("shopsense.serving")
 T = TypeVar("T")
+NEW_ITEM_SLOTS = 2
+"""At most this many of a list's places go to items the model has not seen."""
+NEW_ITEM_SIMILARITY = 0.5
+"""The least cosine (text vectors) between a new item and what the shopper did
+lately for it to be shown: MiniLM puts titles of one kind of product above it
+and unrelated ones below."""
+RECENT_FOR_NEW_ITEMS = 10
 BEARER = HTTPBearer(auto_error=False)
 
 
@@ -96,6 +103,8 @@ class Service:
         self.dataset = Dataset.load(settings.data)
         self.withdrawn_items: set[str] = set()
         self.deleted_users: set[str] = set()
+        self.new_items: set[str] = set()
+        """Catalogue items added through the API that the served model does not know."""
         self.champion = champion(self.store)
         self.recommender = self._recommender(self._first_loadable())
         self.experiments: dict[str, Experiment] = {}
@@ -189,6 +198,7 @@ class Service:
                 return self.recommender.bundle.version
             bundle = self._served()
             self.recommender = self._recommender(bundle)
+            self.new_items = {i for i in self.new_items if bundle.item(i) is None}
             return bundle.version
 
     def model_version_names(self) -> list[str]:
@@ -208,6 +218,33 @@ class Service:
         if found is None:
             raise StoreUnavailable(f"model version {version} is not loaded here yet")
         return found
+
+    def with_new_items(
+        self, user_id: str | None, shown: list[Recommendation], k: int
+    ) -> list[Recommendation]:
+        """A known shopper's list with items the model cannot score yet (added
+        through ``PUT /items`` since it was trained) in its last places, when
+        they are like what the shopper did lately: by the search index's text
+        vectors, the nearest to the mean of their last steps' items, at least
+        ``NEW_ITEM_SIMILARITY``, at most ``NEW_ITEM_SLOTS`` of them."""
+        if self.engine is None or not self.new_items or user_id is None:
+            return shown
+        steps = [s.item_id for s in self.store.recent(user_id)[-RECENT_FOR_NEW_ITEMS:]]
+        bundle = self.recommender.bundle
+        user = bundle.user(user_id)
+        if not steps and user is not None and user_id not in self.deleted_users:
+            start, end = bundle.history_indptr[user], bundle.history_indptr[user + 1]
+            recent = bundle.history_items[start:end][-RECENT_FOR_NEW_ITEMS:]
+            steps = [str(bundle.item_ids[i]) for i in recent]
+        candidates = sorted(self.new_items - self.withdrawn_items - set(steps))
+        if not steps or not candidates:
+            return shown
+        hits = [h for h in self.engine.nearest_to(steps, candidates, NEW_ITEM_SLOTS)
+                if h.score >= NEW_ITEM_SIMILARITY]  # fmt: skip
+        kept = [r for r in shown if r.item_id not in {h.item_id for h in hits}]
+        new = [Recommendation(h.item_id, h.title, h.category, h.price, h.score,
+                              "new, and like what you looked at lately") for h in hits]  # fmt: skip
+        return (kept[: k - len(new)] + new)[:k]
 
     def similar(self, version: str | None, item_id: str, k: int) -> list[Recommendation]:
         """Items like ``item_id``: the model's, or, for an item it does not know
@@ -407,6 +444,8 @@ class Service:
             if deleted:
                 self.engine.delete(deleted)
         ids = [item["item_id"] for item in upserted]
+        self.new_items.update(i for i in ids if self.recommender.bundle.item(i) is None)
+        self.new_items.difference_update(deleted)
         self.catalog_ids.update(ids)
         self.withdrawn_items.difference_update(ids)
         self.catalog_ids.difference_update(deleted)

@@ -36,7 +36,8 @@ def recommend(
     request_id = uuid.uuid4().hex
 
     def rank(version: str | None) -> list[Recommendation]:
-        return service.recommender_for(version).recommend(user_id, k, category, exclude_seen)
+        ranked = service.recommender_for(version).recommend(user_id, k, category, exclude_seen)
+        return ranked if category is not None else service.with_new_items(user_id, ranked, k)
 
     shown = service.show("recommendations", user_id or session_id, request_id, rank, _id, k)
     version = "+".join(shown.values) or service.recommender.bundle.version
