@@ -415,3 +415,21 @@ def test_cuped_waits_for_enough_shoppers_to_fit_theta():
     treatment = UserMetric(clicks, np.ones(20), pre)
     result = compare(control, treatment)
     assert result.cuped_variance_reduction == 0.0 and result.absolute_lift == 0.05
+
+
+def test_intervals_stay_where_a_count_metric_can_be():
+    """Rare clicks: an arm's interval does not reach below 0, and a relative
+    lift's not below -100% (the trial saw CTR [-0.02%, 0.13%] and -102%)."""
+    rng = np.random.default_rng(3)
+    impressions = np.ones(300)
+    control = UserMetric(rng.binomial(1, 0.01, 300).astype(float), impressions)
+    treatment = UserMetric(np.zeros(300), impressions)
+    treatment.numerator[0] = 1.0
+    result = compare(control, treatment)
+    assert result.control.ci[0] >= 0 and result.treatment.ci[0] >= 0
+    assert result.relative_ci[0] >= -1.0
+    assert estimate(treatment).ci[0] == 0.0
+    signed = UserMetric(
+        np.array([-2.0, 1.0, 0.5, -1.0]), np.ones(4)
+    )  # a metric that can be negative
+    assert estimate(signed).ci[0] < 0

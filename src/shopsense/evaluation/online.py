@@ -167,6 +167,8 @@ class _Arm:
     value: float
     linearized: np.ndarray
     pre: np.ndarray | None
+    nonnegative: bool
+    """Every numerator is at least 0 (counts, revenue): the value cannot be below 0."""
 
     @property
     def std_error(self) -> float:
@@ -204,10 +206,10 @@ def _arm(metric: UserMetric, name: str) -> _Arm:
     users = len(numerator)
     mean_denominator = float(denominator.mean()) if users else 0.0
     if mean_denominator == 0.0:
-        return _Arm(users, math.nan, np.full(users, math.nan), pre)
+        return _Arm(users, math.nan, np.full(users, math.nan), pre, bool((numerator >= 0).all()))
     value = float(numerator.sum() / denominator.sum())
     linearized = value + (numerator - value * denominator) / mean_denominator
-    return _Arm(users, value, linearized, pre)
+    return _Arm(users, value, linearized, pre, bool((numerator >= 0).all()))
 
 
 def _interval(center: float, std_error: float, alpha: float) -> tuple[float, float]:
@@ -218,9 +220,11 @@ def _interval(center: float, std_error: float, alpha: float) -> tuple[float, flo
 
 
 def _arm_estimate(arm: _Arm, alpha: float) -> ArmEstimate:
-    return ArmEstimate(
-        arm.users, arm.value, _interval(arm.value, arm.std_error, alpha), arm.std_error
-    )
+    """The normal interval, cut at 0 for a metric that cannot be negative."""
+    low, high = _interval(arm.value, arm.std_error, alpha)
+    if arm.nonnegative and low < 0:
+        low = 0.0
+    return ArmEstimate(arm.users, arm.value, (low, high), arm.std_error)
 
 
 def estimate(metric: UserMetric, alpha: float = 0.05) -> ArmEstimate:
@@ -356,7 +360,10 @@ def compare(
         absolute_lift=difference,
         absolute_ci=_interval(difference, math.sqrt(variance), alpha),
         relative_lift=relative,
-        relative_ci=_fieller(means[1], means[0], std_errors[1], std_errors[0], alpha),
+        relative_ci=_at_least_all_lost(
+            _fieller(means[1], means[0], std_errors[1], std_errors[0], alpha),
+            control_arm.nonnegative and treatment_arm.nonnegative,
+        ),
         p_value=_z_p_value(difference, variance),
         sequential_p_value=msprt_p_value(
             difference, variance, mixing_relative_sd * abs(_pooled(control, treatment))
@@ -364,6 +371,12 @@ def compare(
         cuped_variance_reduction=reduction,
         alpha=alpha,
     )
+
+
+def _at_least_all_lost(ci: tuple[float, float], nonnegative: bool) -> tuple[float, float]:
+    """A relative lift of a metric that cannot be negative is at least -100%."""
+    low, high = ci
+    return (max(low, -1.0), high) if nonnegative and not math.isnan(low) else ci
 
 
 def _pooled(control: UserMetric, treatment: UserMetric) -> float:

@@ -103,7 +103,7 @@ class SQLiteStore(StateStore):
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             except sqlite3.Error as e:
                 raise ShopsenseError(f"cannot open state store {self.path}: {e}") from None
-            db.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(db)
             db.execute("PRAGMA synchronous=FULL")
             self._local.db = db
         return db
@@ -260,6 +260,21 @@ class SQLiteStore(StateStore):
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def _switch_to_wal(db: sqlite3.Connection, tries: int = 100) -> None:
+    """WAL mode, waiting for a connection that opens the same new file at once
+    (two workers starting on a fresh state store): the switch answers
+    "database is locked" at once instead of waiting as a write would."""
+    for _ in range(tries - 1):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e):
+                raise
+            time.sleep(0.05)
+    db.execute("PRAGMA journal_mode=WAL")
 
 
 class _Transaction:
