@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from shopsense.serving.erasure import erase_user_files
 from shopsense.serving.recommendations import VERSION_DATA, ModelBundle, model_versions
 from shopsense.serving.retrain import Holdout, next_version, retrain
 from shopsense.serving.retrain_commands import REFUSED_STATUS, retrain_command
+from shopsense.serving.schedule import RetrainSchedule
 from shopsense.serving.service import ServiceSettings
 from shopsense.serving.store import Event, open_store
 
@@ -303,3 +306,21 @@ def test_next_version_follows_the_registry_naming(shop, tmp_path):
     shutil.rmtree(tmp_path / "v0001")
     shutil.rmtree(tmp_path / "v0009")
     assert next_version(tmp_path) == "v0001"
+
+
+def test_a_scheduled_retrain_registers_in_a_child_process_and_a_failed_one_is_logged(setup, caplog):
+    schedule = RetrainSchedule(0.05, setup["data"], setup["state"], setup["models"], promote=True)
+    assert schedule.command()[-1] == "--promote"
+    stop = threading.Event()
+    runner = threading.Thread(target=schedule.run, args=(stop,))
+    runner.start()
+    deadline = time.monotonic() + 120
+    while not (setup["models"] / "v0002").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    runner.join(timeout=120)
+    assert (setup["models"] / "v0002").is_dir() and champion(setup["store"]) == "v0002"
+    broken = RetrainSchedule(1, setup["data"], setup["state"], setup["models"] / "missing")
+    with caplog.at_level("WARNING", logger="shopsense.serving"):
+        assert broken.once() not in (0, 3)
+    assert "scheduled retrain failed" in caplog.text

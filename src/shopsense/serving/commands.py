@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -75,6 +76,15 @@ STATE_OPTION = click.option(
     help="A browser origin allowed to call the API, e.g. https://shop.example (repeat for "
     "more); none by default.",
 )
+@click.option(
+    "--retrain-every",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Run `shopsense retrain` every this many hours while serving (0: never). Run it on "
+    "one machine of a fleet.",
+)
+@click.option("--retrain-promote", is_flag=True, help="Promote what a scheduled retrain registers.")
 def serve(
     data: Path,
     models: Path,
@@ -88,6 +98,8 @@ def serve(
     rate_limit: float,
     rate_limit_exempt: str,
     cors_origins: tuple[str, ...],
+    retrain_every: float,
+    retrain_promote: bool,
 ) -> None:
     """Run the HTTP service and storefront (OpenAPI docs at /docs)."""
     if not (data / "manifest.json").is_file():
@@ -112,6 +124,11 @@ def serve(
             raise ShopsenseError(f"API key file {api_key_file} not found")
         os.environ["SHOPSENSE_API_KEY_FILE"] = str(api_key_file.resolve())
     click.echo(f"storefront: http://{host}:{port}/   API docs: http://{host}:{port}/docs")
+    if retrain_every > 0:
+        from shopsense.serving.schedule import RetrainSchedule
+
+        schedule = RetrainSchedule(retrain_every * 3600, data, state, models, retrain_promote)
+        threading.Thread(target=schedule.run, args=(threading.Event(),), daemon=True).start()
     run_service(host, port, workers)
 
 

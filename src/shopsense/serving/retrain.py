@@ -52,6 +52,8 @@ from shopsense.serving.recommendations import (
 )
 from shopsense.serving.store import RECENT_STEPS, Event, StateStore, Step
 
+REFUSED_STATUS = 3
+"""The exit status of ``shopsense retrain`` when it refuses the challenger."""
 DAY_SECONDS = 86_400
 PAGE = 1000
 VERSION_PREFIX = "v"

@@ -17,10 +17,8 @@ from typing import Any
 import click
 
 from shopsense.serving.commands import DATA_OPTION, MODELS_OPTION, STATE_OPTION
-from shopsense.serving.retrain import RetrainReport, retrain
+from shopsense.serving.retrain import REFUSED_STATUS, RetrainReport, retrain
 from shopsense.serving.store import open_store
-
-REFUSED_STATUS = 3
 
 
 def _params(ctx: click.Context, option: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
