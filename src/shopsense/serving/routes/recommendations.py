@@ -40,9 +40,7 @@ def recommend(
         return ranked if category is not None else service.with_new_items(user_id, ranked, k)
 
     shown = service.show("recommendations", user_id or session_id, request_id, rank, _id, k)
-    version = "+".join(shown.values) or service.recommender.bundle.version
-    ids = [r.item_id for r in shown.items]
-    service.record("recommendations", request_id, shown, ids, user_id, session_id, version)
+    version = _recorded(service, "recommendations", request_id, shown, user_id, session_id)
     return RecommendationsResponse(
         request_id=request_id,
         experiment=shown.experiment,
@@ -56,6 +54,22 @@ def recommend(
 
 def _id(recommendation: Recommendation) -> str:
     return recommendation.item_id
+
+
+def _recorded(
+    service: Service,
+    placement: str,
+    request_id: str,
+    shown: Shown[Recommendation],
+    user_id: str | None,
+    session_id: str | None,
+) -> str:
+    """Queue the list's impression; returns the model version(s) that made it
+    (an interleaved list's two, joined by "+")."""
+    version = "+".join(shown.values) or service.recommender.bundle.version
+    ids = [r.item_id for r in shown.items]
+    service.record(placement, request_id, shown, ids, user_id, session_id, version)
+    return version
 
 
 @router.get("/recommendations/{user_id}", response_model=RecommendationsResponse)
@@ -110,9 +124,7 @@ async def similar_items(
         shown = await service.on_a_core(similar)
     except KeyError:
         raise HTTPException(404, f"unknown item {item_id!r}") from None
-    ids = [r.item_id for r in shown.items]
-    version = "+".join(shown.values) or service.recommender.bundle.version
-    service.record("similar", request_id, shown, ids, user_id, session_id, version)
+    _recorded(service, "similar", request_id, shown, user_id, session_id)
     return SimilarResponse(
         request_id=request_id,
         experiment=shown.experiment,
