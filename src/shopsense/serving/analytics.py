@@ -49,7 +49,7 @@ from shopsense.serving.attribution import (
     logged_impressions,
     unit_of,
 )
-from shopsense.serving.experiment_report import experiment_report
+from shopsense.serving.experiment_report import experiment_attribution, experiment_report
 from shopsense.serving.experiments import ATTRIBUTION_SECONDS, PLACEMENTS, Experiment, experiments
 from shopsense.serving.store import Event, Impression, StateStore
 
@@ -398,9 +398,10 @@ def store_analytics(
     calendar = [today - timedelta(days=days - 1 - n) for n in range(days)]
     since = int(datetime.combine(calendar[0], datetime.min.time(), UTC).timestamp())
     events = list(logged_events(store))
+    impressions = list(logged_impressions(store))
     labels = _Labels(since, days)
     attribution = attribute(
-        labels.relabel(logged_impressions(store)),
+        labels.relabel(impressions),
         (e for e in events if e.timestamp >= since),
         ATTRIBUTION_SECONDS,
     )
@@ -438,7 +439,8 @@ def store_analytics(
         anonymous_impressions=labels.anonymous,
         placements=placements,
         experiments=[
-            _experiment_figures(store, e, events, relative_mde) for e in registry.values()
+            _experiment_figures(store, e, impressions, events, relative_mde)
+            for e in registry.values()
         ],
         search=_search_figures(labels, tallies, top),
     )
@@ -487,9 +489,14 @@ def _click_positions(
 
 
 def _experiment_figures(
-    store: StateStore, experiment: Experiment, events: list[Event], relative_mde: float
+    store: StateStore,
+    experiment: Experiment,
+    impressions: list[Impression],
+    events: list[Event],
+    relative_mde: float,
 ) -> ExperimentFigures:
-    report = experiment_report(store, experiment)
+    attribution = experiment_attribution(experiment, impressions, events)
+    report = experiment_report(store, experiment, events=events, attribution=attribution)
     users = sum(arm["users"] for arm in report["arms"].values())
     described = {key: getattr(experiment, key)
                  for key in ("name", "placement", "kind", "status", "metric", "started",
@@ -505,9 +512,6 @@ def _experiment_figures(
             **described, users=users, sample_ratio_p_value=None, sample_ratio_mismatch=None,
             lifts=[], interleaving=preference,
         )  # fmt: skip
-    attribution = attribute(
-        logged_impressions(store, experiment.name), events, experiment.attribution_seconds
-    )
     rows: dict[str, list[ShopperTotals]] = collections.defaultdict(list)
     for (_, arm), totals in attribution.by_shopper.items():
         rows[arm].append(totals)

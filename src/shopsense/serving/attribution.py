@@ -166,13 +166,12 @@ def _last_showing(
     return None
 
 
-def logged_impressions(store: StateStore, experiment: str | None = None) -> Iterator[Impression]:
-    """The store's impressions in order, of one experiment if named."""
+def logged_impressions(store: StateStore) -> Iterator[Impression]:
+    """The store's impressions in order."""
     after = 0
     while page := store.impressions(after=after, limit=PAGE):
         for _, impression in page:
-            if experiment is None or impression.experiment == experiment:
-                yield impression
+            yield impression
         after = page[-1][0]
 
 

@@ -13,6 +13,7 @@ cannot depend on the arm, so it narrows the interval without biasing it.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from shopsense.evaluation.online import (
     sample_ratio_p_value,
 )
 from shopsense.serving.attribution import (
+    Attribution,
     ShopperTotals,
     attribute,
     logged_events,
@@ -32,21 +34,35 @@ from shopsense.serving.attribution import (
     unit_of,
 )
 from shopsense.serving.experiments import METRICS, Experiment
-from shopsense.serving.store import Event, StateStore
+from shopsense.serving.store import Event, Impression, StateStore
+
+
+def experiment_attribution(
+    experiment: Experiment, impressions: Iterable[Impression], events: Iterable[Event]
+) -> Attribution:
+    """The experiment's rows per (shopper, arm). Every impression is given, so
+    that an event naming another list (a search) is credited to it and not
+    taken for unknown or given to this experiment."""
+    return attribute(
+        impressions, events, experiment.attribution_seconds,
+        cell=lambda i: i.arm if i.experiment == experiment.name else None,
+    )  # fmt: skip
 
 
 def experiment_report(
-    store: StateStore, experiment: Experiment, alpha: float = 0.05
+    store: StateStore,
+    experiment: Experiment,
+    alpha: float = 0.05,
+    events: list[Event] | None = None,
+    attribution: Attribution | None = None,
 ) -> dict[str, Any]:
     """The experiment's figures as JSON-ready data (what ``experiment show
-    --json`` prints and ``GET /admin/experiments/{name}`` answers)."""
-    events = list(logged_events(store))
-    # Every impression, so that an event naming another list (a search) is
-    # credited to it and not taken for unknown or given to this experiment.
-    attribution = attribute(
-        logged_impressions(store), events, experiment.attribution_seconds,
-        cell=lambda i: i.arm if i.experiment == experiment.name else None,
-    )  # fmt: skip
+    --json`` prints and ``GET /admin/experiments/{name}`` answers). A caller
+    that has read the log already (the analytics) passes its ``events`` and
+    the ``experiment_attribution`` of them."""
+    events = list(logged_events(store)) if events is None else events
+    if attribution is None:
+        attribution = experiment_attribution(experiment, logged_impressions(store), events)
     before = _behaviour_before(events, experiment.started)
     arms = _arms(experiment)
     rows: dict[str, list[tuple[str, ShopperTotals]]] = defaultdict(list)
