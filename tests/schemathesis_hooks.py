@@ -42,4 +42,7 @@ def _experiment_rules(body: Any) -> bool:
     if body.get("kind") == "interleaving" and len(arms) != 2:
         return False
     settings = {"personalized", "unpersonalized"}
-    return body.get("placement") != "search" or set(arms.values()) <= settings
+    names = [value for value in arms.values() if isinstance(value, str)]
+    if len(names) != len(arms):
+        return True  # an arm that is not a name: the service must refuse it with 422
+    return body.get("placement") != "search" or set(names) <= settings
