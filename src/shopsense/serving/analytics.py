@@ -1,8 +1,8 @@
 """Store analytics: what each placement and experiment arm showed and earned,
 day by day, how the experiments stand, and what shoppers searched for.
 
-Every figure comes from the impression and event logs through
-:func:`~shopsense.serving.attribution.attribute`, so a click or purchase
+Every figure comes from the impression and event logs credited by
+:class:`~shopsense.serving.attribution.AttributionLog`, so a click or purchase
 counts here exactly when it counts in an experiment's report:
 
 - The unit is the shopper (user, else session), as in the experiments: each
@@ -10,29 +10,31 @@ counts here exactly when it counts in an experiment's report:
   (:func:`~shopsense.evaluation.online.estimate`). An impression without a
   shopper cannot be credited, so it is only counted (``anonymous_impressions``).
 - A click or purchase counts on the day, placement and arm of the impression
-  it is credited to, with the default 24 h attribution window.
-- ``attribute`` totals by (shopper, arm); each impression is given, as its
-  arm, a label of the figures' cell it falls in (placement, experiment, arm,
-  day, query), so one pass credits every event once across all placements.
-  A search impression's ``teams`` name its positions: ``attribute`` counts
-  clicks by the clicked position's team, which gives the click-position curve.
+  it is credited to, with the default 24 h attribution window. Every event is
+  credited over the whole log, then the period's impressions are counted: an
+  event naming a list shown before the period belongs to that list, and so
+  to none of the period's.
+- Each table (placement, arm; overall and by day) sums the credited totals
+  per (cell, shopper) with NumPy; a search list's clicked position gives the
+  click-position curve.
 - Experiments are summed up from
   :func:`~shopsense.serving.experiment_report.experiment_report` (its own
   window and CUPED), plus the power the test has reached for a relative lift
   of ``relative_mde`` on its primary metric (without CUPED's reduction: a
   lower bound).
 
-The figures read the whole log at each call (see the route: off the event
-loop). :class:`ImpressionCounters` are the Prometheus side, counted as
-impressions are written rather than read back from the store.
+A worker keeps the log it has read between calls (:class:`LiveAnalytics`,
+behind the route) and reads only what was appended since.
+:class:`ImpressionCounters` are the Prometheus side, counted as impressions
+are written rather than read back from the store.
 """
 
 from __future__ import annotations
 
 import collections
+import threading
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -43,15 +45,17 @@ from pydantic import BaseModel, Field
 from shopsense.errors import ShopsenseError
 from shopsense.evaluation.online import UserMetric, estimate, power_reached, users_needed
 from shopsense.serving.attribution import (
+    CLICK,
+    Attribution,
+    AttributionLog,
+    Credit,
+    ShopperRows,
     ShopperTotals,
-    attribute,
-    logged_events,
-    logged_impressions,
-    unit_of,
+    read_log,
 )
 from shopsense.serving.experiment_report import experiment_attribution, experiment_report
 from shopsense.serving.experiments import ATTRIBUTION_SECONDS, PLACEMENTS, Experiment, experiments
-from shopsense.serving.store import Event, Impression, StateStore
+from shopsense.serving.store import Impression, StateStore
 
 DAYS = 14
 TOP = 20
@@ -185,43 +189,18 @@ class Analytics(BaseModel):
 
 
 # ----------------------------------------------------------------- metrics
-RATES = {
-    "ctr": "ctr",
-    "add_to_cart": "add_to_cart_rate",
-    "conversion": "conversion",
-    "revenue": "revenue_per_visitor",
-}
-"""Metric name (as experiments name them) → its field in :class:`Figures`."""
-
-
-@dataclass(slots=True)
-class Sums:
-    """A shopper's totals summed over cells: :class:`ShopperTotals` without the
-    per-team credit (whose ``Counter`` per row was most of the summing's cost)."""
-
-    impressions: int = 0
-    clicks: int = 0
-    carts: int = 0
-    purchases: int = 0
-    revenue: float = 0.0
-
-
-Totals = ShopperTotals | Sums
-
-
-def shopper_metric(rows: Iterable[Totals], metric: str) -> UserMetric:
-    """A metric of :data:`RATES` as per-shopper numerators and denominators:
-    CTR and add-to-cart rate are ratios over impressions, conversion (bought
-    or not) and revenue per visitor are means over shoppers."""
+def shopper_metric(rows: Iterable[ShopperTotals], metric: str) -> UserMetric:
+    """An experiment metric (``METRICS``) as per-shopper numerators and
+    denominators: CTR a ratio over impressions, conversion (bought or not)
+    and revenue per visitor means over shoppers."""
     rows = list(rows)
-    if metric in ("ctr", "add_to_cart"):
-        numerator = [t.clicks if metric == "ctr" else t.carts for t in rows]
-        denominator = [t.impressions for t in rows]
+    if metric == "ctr":
+        numerator, denominator = [t.clicks for t in rows], [t.impressions for t in rows]
     elif metric in ("conversion", "revenue"):
         numerator = [float(t.purchases > 0) if metric == "conversion" else t.revenue for t in rows]
         denominator = [1.0] * len(rows)
     else:
-        raise ShopsenseError(f"no metric {metric!r}: one of {', '.join(RATES)}")
+        raise ShopsenseError(f"no metric {metric!r}: one of ctr, conversion, revenue")
     return UserMetric(np.asarray(numerator, float), np.asarray(denominator, float))
 
 
@@ -234,117 +213,28 @@ def _estimate(value: float | None, interval: Iterable[float | None]) -> Estimate
     return Estimate(value=None if value is None else _finite(float(value)), low=low, high=high)
 
 
-def _rate(rows: list[Totals], metric: str) -> Estimate:
-    found = estimate(shopper_metric(rows, metric))
+def _rate(numerator: np.ndarray, denominator: np.ndarray) -> Estimate:
+    found = estimate(UserMetric(np.asarray(numerator, float), np.asarray(denominator, float)))
     return _estimate(found.value, found.ci)
 
 
-def _add(into: Totals, more: Totals) -> None:
-    into.impressions += more.impressions
-    into.clicks += more.clicks
-    into.carts += more.carts
-    into.purchases += more.purchases
-    into.revenue += more.revenue
-
-
-def _figures(by_shopper: dict[str, Sums]) -> dict[str, Any]:
-    """The fields of :class:`Figures` for these shoppers' totals."""
-    rows = list(by_shopper.values())
-    total = Sums()
-    for row in rows:
-        _add(total, row)
+def _figures(rows: ShopperRows, part: slice) -> dict[str, Any]:
+    """The fields of :class:`Figures` for these rows (one per shopper)."""
+    impressions, clicks, carts = rows.impressions[part], rows.clicks[part], rows.carts[part]
+    purchases, revenue = rows.purchases[part], rows.revenue[part]
+    visitors = np.ones(len(impressions))
     return {
-        "users": len(rows),
-        "impressions": total.impressions,
-        "clicks": total.clicks,
-        "carts": total.carts,
-        "purchases": total.purchases,
-        "revenue": round(total.revenue, 2),
-        **{name: _rate(rows, metric) for metric, name in RATES.items()},
+        "users": len(impressions),
+        "impressions": int(impressions.sum()),
+        "clicks": int(clicks.sum()),
+        "carts": int(carts.sum()),
+        "purchases": int(purchases.sum()),
+        "revenue": round(float(revenue.sum()), 2),
+        "ctr": _rate(clicks, impressions),
+        "add_to_cart_rate": _rate(carts, impressions),
+        "conversion": _rate(purchases > 0, visitors),
+        "revenue_per_visitor": _rate(revenue, visitors),
     }
-
-
-# ----------------------------------------------------------------- the log
-@dataclass(frozen=True)
-class _Cell:
-    """The finest grain of the figures: what an impression's label stands for."""
-
-    placement: str
-    experiment: str | None
-    arm: str | None
-    day: int
-    query: str | None
-
-
-@dataclass
-class _Series:
-    """Per shopper, the totals of one placement or arm, overall and by day."""
-
-    total: dict[str, Sums] = field(default_factory=lambda: collections.defaultdict(Sums))
-    daily: dict[int, dict[str, Sums]] = field(
-        default_factory=lambda: collections.defaultdict(lambda: collections.defaultdict(Sums))
-    )
-
-    def add(self, unit: str, day: int, totals: ShopperTotals) -> None:
-        _add(self.total[unit], totals)
-        _add(self.daily[day][unit], totals)
-
-
-@dataclass
-class _Query:
-    searches: int = 0
-    zero_results: int = 0
-    clicks: int = 0
-    users: set[str] = field(default_factory=set)
-
-
-class _Labels:
-    """Relabels impressions for ``attribute`` (see the module's docstring) and
-    keeps what the figures need that attribution does not count: searches
-    that found nothing, and how far each shopper's search lists reached."""
-
-    def __init__(self, since: int, days: int) -> None:
-        self.since = since
-        self.days = days
-        self.cells: list[_Cell] = []
-        self._index: dict[_Cell, str] = {}
-        self.zero_results: collections.Counter[str] = collections.Counter()
-        self.zero_result_searches = 0
-        self.lengths: dict[str, collections.Counter[int]] = collections.defaultdict(
-            collections.Counter
-        )
-        """Per shopper: how many search lists of each length they were shown."""
-        self.anonymous = 0
-
-    def relabel(self, impressions: Iterable[Impression]) -> Iterator[Impression]:
-        for impression in impressions:
-            if impression.timestamp < self.since:
-                continue
-            unit = unit_of(impression.user_id, impression.session_id)
-            if unit is None:
-                self.anonymous += 1
-                continue
-            day = min((impression.timestamp - self.since) // DAY_SECONDS, self.days - 1)
-            search = impression.placement == "search"
-            query = normal_query(impression.query) if search else None
-            cell = _Cell(impression.placement, impression.experiment, impression.arm, day, query)
-            label = self._index.get(cell)
-            if label is None:
-                label = self._index[cell] = str(len(self.cells))
-                self.cells.append(cell)
-            teams = None
-            if search:
-                self.lengths[unit][len(impression.items)] += 1
-                teams = tuple(str(p) for p in range(1, len(impression.items) + 1))
-                if not impression.items:
-                    self.zero_result_searches += 1
-                    self.zero_results[query] += 1
-            yield replace(impression, arm=label, teams=teams)
-
-
-def normal_query(query: str | None) -> str:
-    """A query as the search tables group it: case-folded, spaces collapsed."""
-    return " ".join((query or "").casefold().split())
 
 
 # ----------------------------------------------------------------- figures
@@ -352,32 +242,18 @@ ArmKey = tuple[str, str | None, str | None]
 """(placement, experiment, arm); experiment and arm None outside experiments."""
 
 
-class _Tallies:
-    """The attributed totals summed per shopper for each table of the figures."""
+def _check(days: int, top: int, relative_mde: float) -> None:
+    if days < 1 or top < 1:
+        raise ShopsenseError(f"days and top must be at least 1, got {days} and {top}")
+    if not MDE_RANGE[0] <= relative_mde <= MDE_RANGE[1]:
+        raise ShopsenseError(f"relative_mde must be in {list(MDE_RANGE)}, got {relative_mde}")
 
-    def __init__(self, labels: _Labels, by_shopper: dict[tuple[str, str], ShopperTotals]) -> None:
-        self.placements: dict[str, _Series] = {p: _Series() for p in PLACEMENTS}
-        self.arms: dict[ArmKey, _Series] = collections.defaultdict(_Series)
-        self.queries: dict[str, _Query] = collections.defaultdict(_Query)
-        self.position_clicks: dict[str, collections.Counter[str]] = collections.defaultdict(
-            collections.Counter
-        )
-        """Per shopper: their search clicks by position (``"1"``, ``"2"``…)."""
-        for (unit, label), totals in by_shopper.items():
-            cell = labels.cells[int(label)]
-            self.placements.setdefault(cell.placement, _Series()).add(unit, cell.day, totals)
-            self.arms[cell.placement, cell.experiment, cell.arm].add(unit, cell.day, totals)
-            if cell.placement != "search":
-                continue
-            self.position_clicks[unit].update(totals.credit)
-            if cell.query:
-                found = self.queries[cell.query]
-                found.searches += totals.impressions
-                found.clicks += totals.clicks
-                found.users.add(unit)
-        for query, n in labels.zero_results.items():
-            if query:
-                self.queries[query].zero_results = n
+
+def _calendar(days: int, now: int) -> tuple[list[date], int]:
+    """The ``days`` UTC days ending today, and the Unix time the first begins."""
+    today = datetime.fromtimestamp(now, UTC).date()
+    calendar = [today - timedelta(days=days - 1 - n) for n in range(days)]
+    return calendar, int(datetime.combine(calendar[0], datetime.min.time(), UTC).timestamp())
 
 
 def store_analytics(
@@ -386,104 +262,158 @@ def store_analytics(
     top: int = TOP,
     relative_mde: float = RELATIVE_MDE,
     now: int | None = None,
+    log: AttributionLog | None = None,
 ) -> Analytics:
     """The figures of the last ``days`` UTC days (today included), the ``top``
-    queries of each search table, and every experiment in the registry."""
-    if days < 1 or top < 1:
-        raise ShopsenseError(f"days and top must be at least 1, got {days} and {top}")
-    if not MDE_RANGE[0] <= relative_mde <= MDE_RANGE[1]:
-        raise ShopsenseError(f"relative_mde must be in {list(MDE_RANGE)}, got {relative_mde}")
+    queries of each search table, and every experiment in the registry;
+    from ``log`` where the caller keeps one up to date (:class:`LiveAnalytics`),
+    else from the whole store read now."""
+    _check(days, top, relative_mde)
     now = int(time.time()) if now is None else now
-    today = datetime.fromtimestamp(now, UTC).date()
-    calendar = [today - timedelta(days=days - 1 - n) for n in range(days)]
-    since = int(datetime.combine(calendar[0], datetime.min.time(), UTC).timestamp())
-    events = list(logged_events(store))
-    impressions = list(logged_impressions(store))
-    labels = _Labels(since, days)
-    attribution = attribute(
-        labels.relabel(impressions),
-        (e for e in events if e.timestamp >= since),
-        ATTRIBUTION_SECONDS,
-    )
-    tallies = _Tallies(labels, attribution.by_shopper)
+    calendar, since = _calendar(days, now)
+    log = read_log(store) if log is None else log
     registry = experiments(store)
+    columns = log.columns()
+    credits = {ATTRIBUTION_SECONDS: log.credit(ATTRIBUTION_SECONDS)}
+    for window in {e.attribution_seconds for e in registry.values()} - set(credits):
+        credits[window] = log.credit(window)
+    credit = credits[ATTRIBUTION_SECONDS]
+    times = columns["impression_timestamp"]
+    inside = times >= since
+    day = np.where(inside, np.minimum((times - since) // DAY_SECONDS, days - 1), -1)
+    labels = log.labels.names()
 
-    def daily(series: _Series) -> list[DayFigures]:
-        return [DayFigures(day=d, **_figures(series.daily[n])) for n, d in enumerate(calendar)]
+    def name(code: int) -> str | None:
+        return None if code < 0 else labels[code]
+
+    placement = columns["impression_placement"]
+    # every placement is listed, shown or not (-2: none of its lists was read;
+    # it indexes a spare slot of by_placement that no row's code reaches)
+    known = [log.labels.index.get(p, -2) for p in PLACEMENTS]
+    others = sorted(set(np.unique(placement[inside]).tolist()) - set(known))
+    placement_codes = known + others
+    by_placement = np.full(len(labels) + 2, -1, np.int64)
+    by_placement[placement_codes] = np.arange(len(placement_codes))
+    placement_cell = np.where(inside, by_placement[placement], -1)
+    arm_triples = np.stack([placement, columns["impression_experiment"], columns["impression_arm"]])
+    triples, arm_cell = np.unique(arm_triples[:, inside], axis=1, return_inverse=True)
+    arm_cell = _spread(arm_cell.ravel(), inside)
+    keys: list[ArmKey] = [(labels[p], name(e), name(a)) for p, e, a in triples.T.tolist()]
+
+    def series(cell: np.ndarray, cells: int) -> list[tuple[dict[str, Any], list[DayFigures]]]:
+        """Per cell: its figures overall and by day."""
+        overall = log.shopper_rows(credit, cell)
+        daily = log.shopper_rows(credit, np.where(cell >= 0, cell * days + day, -1))
+        return [
+            (_figures(overall, overall.of(n)),
+             [DayFigures(day=d, **_figures(daily, daily.of(n * days + k)))
+              for k, d in enumerate(calendar)])
+            for n in range(cells)
+        ]  # fmt: skip
 
     def arm_order(key: ArmKey) -> tuple[int, float, int]:
-        _, name, arm = key
-        found = registry.get(name) if name is not None else None
+        _, experiment_name, arm = key
+        found = registry.get(experiment_name) if experiment_name is not None else None
         if found is None:  # outside experiments first; an experiment since deleted last
-            return (0 if name is None else 2, 0, 0)
+            return (0 if experiment_name is None else 2, 0, 0)
         return (1, found.started, [*found.arms, "interleaved"].index(arm))
 
+    arms = series(arm_cell, len(keys))
     placements = []
-    for placement, series in tallies.placements.items():
-        keys = sorted((k for k in tallies.arms if k[0] == placement), key=arm_order)
-        arms = [
-            ArmFigures(experiment=key[1], arm=key[2], daily=daily(tallies.arms[key]),
-                       **_figures(tallies.arms[key].total))
-            for key in keys
-        ]  # fmt: skip
-        placements.append(
-            PlacementFigures(
-                placement=placement, daily=daily(series), arms=arms, **_figures(series.total)
-            )
-        )
+    for n, (figures, daily) in enumerate(series(placement_cell, len(placement_codes))):
+        mine = sorted((k for k in range(len(keys)) if keys[k][0] == name(placement_codes[n])),
+                      key=lambda k: arm_order(keys[k]))  # fmt: skip
+        placements.append(PlacementFigures(
+            placement=name(placement_codes[n]) or PLACEMENTS[n], daily=daily, **figures,
+            arms=[ArmFigures(experiment=keys[k][1], arm=keys[k][2], daily=arms[k][1], **arms[k][0])
+                  for k in mine],
+        ))  # fmt: skip
     return Analytics(
         generated=now,
         days=calendar,
         attribution_hours=ATTRIBUTION_SECONDS / 3600,
         relative_mde=relative_mde,
-        anonymous_impressions=labels.anonymous,
+        anonymous_impressions=int((columns["anonymous"] >= since).sum()),
         placements=placements,
         experiments=[
-            _experiment_figures(store, e, impressions, events, relative_mde)
+            _experiment_figures(
+                store,
+                e,
+                log,
+                experiment_attribution(e, log, credits[e.attribution_seconds]),
+                relative_mde,
+            )
             for e in registry.values()
         ],
-        search=_search_figures(labels, tallies, top),
+        search=_search_figures(log, credit, inside & (placement == known[2]), top),
     )
 
 
-def _search_figures(labels: _Labels, tallies: _Tallies, top: int) -> SearchFigures:
+def _spread(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``values`` at the rows ``where`` is true, -1 elsewhere."""
+    out = np.full(len(where), -1, np.int64)
+    out[where] = values
+    return out
+
+
+def _search_figures(
+    log: AttributionLog, credit: Credit, search: np.ndarray, top: int
+) -> SearchFigures:
+    columns = log.columns()
+    lengths = columns["impression_length"]
+    queries = log.labels.names()
+    query = np.where(search, columns["impression_query"], -1)
+    query[query == log.labels.index.get("", -2)] = -1  # browsing: no query to list
+    counted = np.flatnonzero(credit.counted & (columns["event_type"] == CLICK))
+    counted = counted[search[credit.impression[counted]]]
+    clicked = credit.impression[counted]
+    listed = query >= 0
+    codes = len(queries)
+    searches = np.bincount(query[listed], minlength=codes)
+    zero_results = np.bincount(query[listed & (lengths == 0)], minlength=codes)
+    clicks = np.bincount(query[clicked][query[clicked] >= 0], minlength=codes)
+    units = len(log.units.index)
+    pairs = np.unique(query[listed] * units + columns["impression_unit"][listed])
+    users = np.bincount(pairs // units, minlength=codes)
     rows = [
-        QueryFigures(query=q, searches=f.searches, users=len(f.users), zero_results=f.zero_results,
-                     clicks=f.clicks, ctr=f.clicks / f.searches if f.searches else None)
-        for q, f in tallies.queries.items()
+        QueryFigures(query=queries[q], searches=int(searches[q]), users=int(users[q]),
+                     zero_results=int(zero_results[q]), clicks=int(clicks[q]),
+                     ctr=float(clicks[q] / searches[q]))
+        for q in np.flatnonzero(searches).tolist()
     ]  # fmt: skip
     most = sorted(rows, key=lambda r: (-r.searches, r.query))
     return SearchFigures(
-        searches=sum(sum(lengths.values()) for lengths in labels.lengths.values()),
-        zero_result_searches=labels.zero_result_searches,
+        searches=int(search.sum()),
+        zero_result_searches=int((search & (lengths == 0)).sum()),
         top_queries=most[:top],
         zero_result_queries=sorted(
             (r for r in rows if r.zero_results), key=lambda r: (-r.zero_results, r.query)
         )[:top],
         no_click_queries=[r for r in most if r.clicks == 0 and r.searches > r.zero_results][:top],
-        click_positions=_click_positions(labels.lengths, tallies.position_clicks),
-    )
+        click_positions=_click_positions(
+            columns["impression_unit"][search], lengths[search],
+            columns["impression_unit"][clicked], credit.position[counted] + 1,
+        ),
+    )  # fmt: skip
 
 
 def _click_positions(
-    lengths: dict[str, collections.Counter[int]],
-    position_clicks: dict[str, collections.Counter[str]],
-) -> list[PositionFigures]:
+    list_units: np.ndarray, list_lengths: np.ndarray, click_units: np.ndarray,
+    click_positions: np.ndarray,
+) -> list[PositionFigures]:  # fmt: skip
     """CTR at each position: per shopper, their clicks there over their search
     lists that reached it (the delta method over shoppers, as every rate)."""
-    longest = max((n for shown in lengths.values() for n in shown), default=0)
+    shoppers, list_shopper = np.unique(list_units, return_inverse=True)
+    click_shopper = np.searchsorted(shoppers, click_units)
     positions = []
-    for position in range(1, longest + 1):
-        clicks, reached = [], []
-        for unit, shown in lengths.items():
-            lists = sum(count for n, count in shown.items() if n >= position)
-            if lists:
-                clicks.append(position_clicks[unit][str(position)])
-                reached.append(lists)
-        found = estimate(UserMetric(np.asarray(clicks, float), np.asarray(reached, float)))
+    for position in range(1, int(list_lengths.max(initial=0)) + 1):
+        reached = np.bincount(list_shopper[list_lengths >= position], minlength=len(shoppers))
+        clicks = np.bincount(click_shopper[click_positions == position], minlength=len(shoppers))
+        some = reached > 0
+        found = estimate(UserMetric(clicks[some].astype(float), reached[some].astype(float)))
         positions.append(
-            PositionFigures(position=position, impressions=sum(reached), clicks=sum(clicks),
-                            ctr=_estimate(found.value, found.ci))
+            PositionFigures(position=position, impressions=int(reached.sum()),
+                            clicks=int(clicks.sum()), ctr=_estimate(found.value, found.ci))
         )  # fmt: skip
     return positions
 
@@ -491,12 +421,11 @@ def _click_positions(
 def _experiment_figures(
     store: StateStore,
     experiment: Experiment,
-    impressions: list[Impression],
-    events: list[Event],
+    log: AttributionLog,
+    attribution: Attribution,
     relative_mde: float,
 ) -> ExperimentFigures:
-    attribution = experiment_attribution(experiment, impressions, events)
-    report = experiment_report(store, experiment, events=events, attribution=attribution)
+    report = experiment_report(store, experiment, log=log, attribution=attribution)
     users = sum(arm["users"] for arm in report["arms"].values())
     described = {key: getattr(experiment, key)
                  for key in ("name", "placement", "kind", "status", "metric", "started",
@@ -539,6 +468,41 @@ def _experiment_figures(
     return ExperimentFigures(**described, users=users, sample_ratio_p_value=ratio["p_value"],
                              sample_ratio_mismatch=ratio["mismatch"], lifts=lifts,
                              interleaving=None)  # fmt: skip
+
+
+class LiveAnalytics:
+    """One worker's figures of one store, kept between calls: the log read so
+    far (:func:`~shopsense.serving.attribution.read_log`: only what was
+    appended since is read, a store emptied or replaced is read anew) and the
+    last figures made, given again while neither the log, the experiments,
+    the parameters nor the day have changed.
+
+    ``lock`` makes one computation at a time: callers hold it around
+    :meth:`figures`, so that calls that came together wait for one and get
+    its figures rather than each making them."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+        self.log_: AttributionLog | None = None
+        self._last: tuple[tuple[Any, ...], Analytics] | None = None
+
+    def figures(
+        self,
+        days: int = DAYS,
+        top: int = TOP,
+        relative_mde: float = RELATIVE_MDE,
+        now: int | None = None,
+    ) -> Analytics:
+        _check(days, top, relative_mde)
+        now = int(time.time()) if now is None else now
+        self.log_ = read_log(self.store, self.log_)
+        log = self.log_
+        made_of = (days, top, relative_mde, _calendar(days, now)[1], id(log), log.event_seq_,
+                   log.impression_seq_, experiments(self.store))  # fmt: skip
+        if self._last is None or self._last[0] != made_of:
+            self._last = made_of, store_analytics(self.store, days, top, relative_mde, now, log)
+        return self._last[1]
 
 
 # ----------------------------------------------------------------- Prometheus

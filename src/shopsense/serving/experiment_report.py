@@ -12,8 +12,7 @@ cannot depend on the arm, so it narrows the interval without biasing it.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -26,48 +25,53 @@ from shopsense.evaluation.online import (
     sample_ratio_p_value,
 )
 from shopsense.serving.attribution import (
+    CLICK,
+    PURCHASE,
     Attribution,
+    AttributionLog,
+    Credit,
     ShopperTotals,
-    attribute,
-    logged_events,
-    logged_impressions,
-    unit_of,
+    read_log,
 )
 from shopsense.serving.experiments import METRICS, Experiment
-from shopsense.serving.store import Event, Impression, StateStore
+from shopsense.serving.store import StateStore
 
 
 def experiment_attribution(
-    experiment: Experiment, impressions: Iterable[Impression], events: Iterable[Event]
+    experiment: Experiment, log: AttributionLog, credit: Credit | None = None
 ) -> Attribution:
-    """The experiment's rows per (shopper, arm). Every impression is given, so
-    that an event naming another list (a search) is credited to it and not
-    taken for unknown or given to this experiment."""
-    return attribute(
-        impressions, events, experiment.attribution_seconds,
-        cell=lambda i: i.arm if i.experiment == experiment.name else None,
-    )  # fmt: skip
+    """The experiment's rows per (shopper, arm). Every impression is credited
+    (``credit``: the log's with the experiment's window, made here if not
+    given), so that an event naming another list (a search) is credited to it
+    and not taken for unknown or given to this experiment."""
+    if credit is None:
+        credit = log.credit(experiment.attribution_seconds)
+    columns = log.columns()
+    name = log.labels.index.get(experiment.name, -2)
+    arm = columns["impression_arm"]
+    cell = np.where((columns["impression_experiment"] == name) & (arm >= 0), arm, -1)
+    return log.attribution(credit, cell, log.labels.names())
 
 
 def experiment_report(
     store: StateStore,
     experiment: Experiment,
     alpha: float = 0.05,
-    events: list[Event] | None = None,
+    log: AttributionLog | None = None,
     attribution: Attribution | None = None,
 ) -> dict[str, Any]:
     """The experiment's figures as JSON-ready data (what ``experiment show
     --json`` prints and ``GET /admin/experiments/{name}`` answers). A caller
-    that has read the log already (the analytics) passes its ``events`` and
-    the ``experiment_attribution`` of them."""
-    events = list(logged_events(store)) if events is None else events
+    that has read the log already (the analytics) passes it, and the
+    ``experiment_attribution`` of it; otherwise the store is read whole."""
+    log = read_log(store) if log is None else log
     if attribution is None:
-        attribution = experiment_attribution(experiment, logged_impressions(store), events)
-    before = _behaviour_before(events, experiment.started)
+        attribution = experiment_attribution(experiment, log)
+    before = _behaviour_before(log, experiment.started)
     arms = _arms(experiment)
-    rows: dict[str, list[tuple[str, ShopperTotals]]] = defaultdict(list)
+    rows: dict[str, list[tuple[int, ShopperTotals]]] = defaultdict(list)
     for (unit, arm), totals in attribution.by_shopper.items():
-        rows[arm].append((unit, totals))
+        rows[arm].append((log.units.index[unit], totals))
     report: dict[str, Any] = {
         "experiment": experiment.to_dict(),
         "alpha": alpha,
@@ -101,7 +105,7 @@ def _arms(experiment: Experiment) -> list[str]:
     return ["interleaved"] if experiment.kind == "interleaving" else list(experiment.arms)
 
 
-def _arm_figures(rows: list[tuple[str, ShopperTotals]]) -> dict[str, Any]:
+def _arm_figures(rows: list[tuple[int, ShopperTotals]]) -> dict[str, Any]:
     impressions = sum(t.impressions for _, t in rows)
     clicks = sum(t.clicks for _, t in rows)
     carts = sum(t.carts for _, t in rows)
@@ -123,41 +127,41 @@ def _arm_figures(rows: list[tuple[str, ShopperTotals]]) -> dict[str, Any]:
 
 
 def _metric(
-    rows: list[tuple[str, ShopperTotals]], metric: str, before: dict[str, Counter]
+    rows: list[tuple[int, ShopperTotals]], metric: str, before: dict[str, np.ndarray]
 ) -> UserMetric:
+    units = np.array([unit for unit, _ in rows], np.int64)
     if metric == "ctr":
         numerator = [t.clicks for _, t in rows]
         denominator = [max(t.impressions, 1) for _, t in rows]
-        pre = [before.get(unit, Counter())["click"] for unit, _ in rows]
+        pre = before["click"][units]
     elif metric == "conversion":
         numerator = [float(t.purchases > 0) for _, t in rows]
         denominator = [1.0] * len(rows)
-        pre = [float(before.get(unit, Counter())["purchase"] > 0) for unit, _ in rows]
+        pre = (before["purchase"][units] > 0).astype(float)
     else:
         numerator = [t.revenue for _, t in rows]
         denominator = [1.0] * len(rows)
-        pre = [before.get(unit, Counter())["revenue"] for unit, _ in rows]
-    return UserMetric(
-        np.asarray(numerator, float), np.asarray(denominator, float), np.asarray(pre, float)
-    )
+        pre = before["revenue"][units]
+    return UserMetric(np.asarray(numerator, float), np.asarray(denominator, float), pre)
 
 
-def _behaviour_before(events: list[Event], started: int) -> dict[str, Counter]:
-    """Each shopper's clicks, purchases and spend before ``started`` (CUPED's covariate)."""
-    before: dict[str, Counter] = defaultdict(Counter)
-    for event in events:
-        if event.timestamp >= started:
-            continue
-        unit = unit_of(event.user_id, None)
-        if event.type in ("click", "purchase"):
-            before[unit][event.type] += 1
-        if event.type == "purchase":
-            before[unit]["revenue"] += event.value or 0.0
-    return before
+def _behaviour_before(log: AttributionLog, started: int) -> dict[str, np.ndarray]:
+    """Each user's clicks, purchases and spend before ``started`` (CUPED's
+    covariate), indexed by the log's unit codes (a session has none)."""
+    columns = log.columns()
+    before = columns["event_timestamp"] < started
+    user, kind = columns["event_user"], columns["event_type"]
+    units = len(log.units.index)
+    bought = before & (kind == PURCHASE)
+    return {
+        "click": np.bincount(user[before & (kind == CLICK)], minlength=units).astype(float),
+        "purchase": np.bincount(user[bought], minlength=units).astype(float),
+        "revenue": np.bincount(user[bought], columns["event_value"][bought], minlength=units),
+    }
 
 
 def _interleaving(
-    experiment: Experiment, rows: list[tuple[str, ShopperTotals]], alpha: float
+    experiment: Experiment, rows: list[tuple[int, ShopperTotals]], alpha: float
 ) -> dict[str, Any]:
     a, b = experiment.arms
     credit_a = np.array([t.credit[a] for _, t in rows], float)

@@ -7,6 +7,12 @@ opens a URL. It asks for the admin key, keeps it in the tab's
 and fetches ``GET /admin/analytics/data`` with it, which needs the key like
 every admin route. The page and its script and style carry the storefront's
 Content-Security-Policy (no inline script or style, nothing from elsewhere).
+
+The figures are made on a worker thread from what the worker has read of the
+log so far (:class:`~shopsense.serving.analytics.LiveAnalytics`, one per
+state store): one computation at a time, which calls that came together
+share. A call waits for its turn on a plain thread, not on one of the
+service's CPU slots, so a queue of dashboards takes no core from requests.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal
+from weakref import WeakKeyDictionary
 
+import anyio
 from fastapi import Query
 from fastapi.responses import FileResponse
 
@@ -24,14 +32,18 @@ from shopsense.serving.analytics import (
     RELATIVE_MDE,
     TOP,
     Analytics,
-    store_analytics,
+    LiveAnalytics,
 )
 from shopsense.serving.limits import STOREFRONT_HEADERS
 from shopsense.serving.routes import admin_router, concern_router
 from shopsense.serving.service import ServiceDep
+from shopsense.serving.store import StateStore
 
 PAGE = Path(__file__).parents[1] / "analytics_page"
 HEADERS = {name.decode(): value.decode() for name, value in STOREFRONT_HEADERS}
+
+LIVE: WeakKeyDictionary[StateStore, LiveAnalytics] = WeakKeyDictionary()
+"""Each state store's figures, kept while the service holds the store."""
 
 page = concern_router("analytics")
 """The page and its files: no figures, no key."""
@@ -66,6 +78,14 @@ async def figures(
     overall and by day; every experiment's status, lift with its interval,
     p-values (fixed-horizon and always-valid), sample-ratio check and the
     power reached; for search, the top queries, those that found nothing,
-    those never clicked and the click-position curve. Reads the whole log."""
-    work = partial(store_analytics, service.store, days=days, top=top, relative_mde=mde)
-    return await service.on_a_core(work)
+    those never clicked and the click-position curve. Reads what the log
+    gained since the last call."""
+    live = LIVE.get(service.store)
+    if live is None:
+        live = LIVE[service.store] = LiveAnalytics(service.store)
+    with anyio.CancelScope(shield=True):  # once acquired, the lock is released below
+        await anyio.to_thread.run_sync(live.lock.acquire)
+    try:
+        return await service.on_a_core(partial(live.figures, days=days, top=top, relative_mde=mde))
+    finally:
+        live.lock.release()
