@@ -24,11 +24,12 @@ from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
 from shopsense.data.ingest import ingest
 from shopsense.search.analysis import INDEX_TOKENIZER, terms, tokens
-from shopsense.search.engine import SearchEngine, SearchSettings, build_index
+from shopsense.search.engine import SearchEngine, build_index
 from shopsense.search.evaluate import Judgments, evaluate_search, load_judgments, split_queries
 from shopsense.search.finetune import finetune_encoder, training_pairs
+from shopsense.search.index.settings import SearchSettings
 from shopsense.search.lexical import WRITER_HEAP
-from shopsense.search.ranker import train_ranker
+from shopsense.search.ranking.training import train_ranker
 
 CACHE = Path(os.environ.get("SHOPSENSE_EMBEDDING_CACHE", OUTPUT / "cache" / "embeddings"))
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -229,7 +230,7 @@ def synthetic_latency(n_items: int = 50_000) -> dict:
     """The latency bar on a synthetic store with brands, categories and prices:
     each query gets one brand filter (a brand its unfiltered results show)."""
     from shopsense.data.synthetic import StoreConfig, write_store
-    from shopsense.search.ranker import judgments_from_events
+    from shopsense.search.ranking.training import judgments_from_events
 
     with tempfile.TemporaryDirectory() as tmp:
         write_store(StoreConfig(users=20_000, items=n_items, days=30, seed=5), Path(tmp) / "raw")

@@ -57,8 +57,9 @@ def run() -> dict:
     import torch
 
     from shopsense.models.registry import create_model
-    from shopsense.search.engine import SearchSettings, build_index
-    from shopsense.search.ranker import judgments_from_events, train_ranker
+    from shopsense.search.engine import build_index
+    from shopsense.search.index.settings import SearchSettings
+    from shopsense.search.ranking.training import judgments_from_events, train_ranker
     from shopsense.serving.batch import precompute
     from shopsense.serving.recommendations import ModelBundle
     from shopsense.serving.store import open_store

@@ -17,8 +17,7 @@ from shopsense.data.schema import DEFAULT_EVENT_WEIGHTS
 from shopsense.errors import ShopsenseError
 from shopsense.features.sentence import DIM
 from shopsense.search.analysis import terms
-from shopsense.search.associations import TermAssociations, TitleWords
-from shopsense.search.engine import SearchEngine, SearchSettings, build_index
+from shopsense.search.engine import SearchEngine, build_index
 from shopsense.search.evaluate import (
     Judgments,
     evaluate_search,
@@ -26,15 +25,16 @@ from shopsense.search.evaluate import (
     query_metrics,
     split_queries,
 )
+from shopsense.search.index.settings import SearchSettings
 from shopsense.search.profiles import UserProfiles
-from shopsense.search.ranker import (
-    FEATURES,
-    exact_terms,
+from shopsense.search.ranking.associations import TermAssociations, TitleWords
+from shopsense.search.ranking.features import FEATURES, exact_terms
+from shopsense.search.ranking.model import words_path
+from shopsense.search.ranking.training import (
     judgments_from_events,
     summed,
     train_ranker,
     training_data,
-    words_path,
 )
 from shopsense.search.semantic import VectorIndex
 from shopsense.search.titles import TitleTermIndex
@@ -723,7 +723,7 @@ def test_ranker_reads_its_queries_through_encoders_that_did_not_learn_them(
         trained_queries,
         training_pairs,
     )
-    from shopsense.search.ranker import _readers
+    from shopsense.search.ranking.training import _readers
 
     judgments = load_judgments(*_judgment_files(store, tmp_path))
     titles = dict(zip(store.items["item_id"], store.items["title"], strict=True))
@@ -777,7 +777,7 @@ def test_real_home_depot_search(real_data, tmp_path):
 
 
 def test_fusion_methods():
-    from shopsense.search.fusion import fuse
+    from shopsense.search.query.fusion import fuse
 
     lexical = (np.array([1, 2, 3]), np.array([9.0, 5.0, 1.0]))
     semantic = (np.array([3, 4]), np.array([0.9, 0.5]))

@@ -71,7 +71,8 @@ def index_command(
     import time
 
     from shopsense.data.dataset import Dataset
-    from shopsense.search.engine import build_index, load_synonyms
+    from shopsense.search.engine import build_index
+    from shopsense.search.index.settings import load_synonyms
 
     if not (data / "manifest.json").is_file():
         raise ShopsenseError(f"dataset {data} not found (no manifest.json)")
@@ -100,7 +101,7 @@ def index_command(
 def _settings(pairs: tuple[str, ...]):
     import dataclasses
 
-    from shopsense.search.engine import SearchSettings
+    from shopsense.search.index.settings import SearchSettings
 
     settings = SearchSettings()
     known = {f.name: f for f in dataclasses.fields(SearchSettings)}
@@ -300,7 +301,8 @@ def train_ranker_command(
     (only the dev side of --holdout) or from click logs; it then ranks every search."""
     import torch
 
-    from shopsense.search.ranker import judgments_from_events, train_ranker, words_path
+    from shopsense.search.ranking.model import words_path
+    from shopsense.search.ranking.training import judgments_from_events, train_ranker
 
     if events_data is not None:
         from shopsense.data.dataset import Dataset

@@ -1,0 +1,2 @@
+"""Building and changing a search index folder: its settings, the build from a
+catalogue, and the updates made without a rebuild."""

@@ -1,0 +1,85 @@
+"""The ranking and tolerance knobs of an index, saved with it as
+``settings.json``, and the synonym groups a store gives."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from shopsense.errors import ShopsenseError
+from shopsense.search.analysis import ANALYSIS_VERSION
+from shopsense.search.query.fusion import FUSION_METHODS
+
+
+@dataclass
+class SearchSettings:
+    """Ranking and tolerance knobs, saved with the index (``settings.json``)."""
+
+    title_boost: float = 2.0
+    fusion: str = "convex"
+    semantic_weight: float = 0.3
+    rrf_k: float = 60.0
+    semantic_min_score: float = 0.2
+    max_hits: int = 1000
+    semantic_k: int = 100
+    rerank_depth: int = 200
+    typo_weight: float = 0.6
+    synonym_weight: float = 0.8
+    one_typo: int = 4
+    two_typos: int = 8
+    personalization: float = 0.3
+    hnsw_above: int = 20_000
+    int8_queries: bool = True
+    model_path: str | None = None
+    embedding_cache: str | None = None
+    synonyms: list[list[str]] = field(default_factory=list)
+
+    def check(self) -> None:
+        if self.fusion not in FUSION_METHODS:
+            raise ShopsenseError(f"fusion must be one of {', '.join(FUSION_METHODS)}")
+        if not 0.0 <= self.semantic_weight <= 1.0:
+            raise ShopsenseError("semantic_weight must be between 0 and 1")
+        if self.max_hits < 1 or self.semantic_k < 0:
+            raise ShopsenseError("max_hits must be positive and semantic_k not negative")
+
+    def save(self, folder: Path) -> None:
+        """``settings.json``, with the text analysis version the index was built by."""
+        data = asdict(self) | {"analysis": ANALYSIS_VERSION}
+        (folder / "settings.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> SearchSettings:
+        data = json.loads((folder / "settings.json").read_text(encoding="utf-8"))
+        if data.pop("analysis", None) != ANALYSIS_VERSION:
+            raise ShopsenseError(
+                f"{folder} was indexed by a shopsense version that analysed text "
+                "differently: build it again with `shopsense index`"
+            )
+        return cls(**data)
+
+    def synonym_map(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for group in self.synonyms:
+            for word in group:
+                out.setdefault(word.lower(), []).extend(w for w in group if w != word)
+        return out
+
+
+def load_synonyms(path: Path) -> list[list[str]]:
+    """Synonym groups from JSON (a list of lists) or text (one comma-separated group a line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ShopsenseError(f"cannot read synonyms {path}: {e.strerror}") from None
+    if path.suffix == ".json":
+        try:
+            groups = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ShopsenseError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+            raise ShopsenseError(f"{path} must hold a list of synonym lists")
+    else:
+        groups = [line.split(",") for line in text.splitlines() if line.strip()]
+    groups = [[str(w).strip().lower() for w in g if str(w).strip()] for g in groups]
+    return [g for g in groups if len(g) > 1]

@@ -1,0 +1,103 @@
+"""Retrieval: a plan's lexical (BM25) and semantic (embedding) candidates,
+each within the filters, fused into one list.
+
+Filters are applied inside both retrievers, so a selective filter still gets
+the best matches within it rather than what is left of the unfiltered best.
+A semantic match below ``semantic_min_score`` is dropped: past it, nearness
+in the vector space says little. A query of no terms has no candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shopsense.search.catalog import Catalog, Filters
+from shopsense.search.index.settings import SearchSettings
+from shopsense.search.lexical import LexicalIndex
+from shopsense.search.query.fusion import fuse
+from shopsense.search.query.plan import QueryPlan
+from shopsense.search.semantic import VectorIndex
+
+
+@dataclass
+class Candidates:
+    """Retrieved rows in fused order with each retriever's evidence."""
+
+    rows: np.ndarray
+    score: np.ndarray
+    bm25: np.ndarray
+    cosine: np.ndarray
+    lexical_matches: int
+
+    def head(self, depth: int) -> Candidates:
+        """The first ``depth`` candidates (what the ranker re-orders)."""
+        return Candidates(
+            self.rows[:depth],
+            self.score[:depth],
+            self.bm25[:depth],
+            self.cosine[:depth],
+            self.lexical_matches,
+        )
+
+
+def retrieve(
+    plan: QueryPlan,
+    query_vector: np.ndarray | None,
+    filters: Filters,
+    settings: SearchSettings,
+    catalog: Catalog,
+    lexical: LexicalIndex,
+    vectors: VectorIndex | None,
+) -> Candidates:
+    """Lexical and semantic candidates within ``filters``, fused (no vector: lexical only)."""
+    s = settings
+    lists, list_weights = [], []
+    lex_rows, lex_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+    if plan.terms:
+        text_query = lexical.text_query(plan.terms, s.title_boost)
+        lex_rows, lex_scores = lexical.search(text_query, filters, s.max_hits)
+        live = ~catalog.deleted[lex_rows]
+        lex_rows, lex_scores = lex_rows[live], lex_scores[live]
+        lists.append((lex_rows, lex_scores))
+        list_weights.append(1.0 - s.semantic_weight)
+    sem_rows, sem_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+    if query_vector is not None and vectors is not None and s.semantic_weight > 0:
+        allowed = None
+        if filters.active() or catalog.deleted.any():
+            allowed = np.zeros(catalog.n_rows, bool)
+            live = catalog.live_rows
+            allowed[live[catalog.mask(live, filters)]] = True
+        sem_rows, sem_scores = vectors.search(query_vector, s.semantic_k, allowed)
+        keep = sem_scores >= s.semantic_min_score
+        sem_rows, sem_scores = sem_rows[keep], sem_scores[keep]
+        lists.append((sem_rows, sem_scores))
+        list_weights.append(s.semantic_weight)
+    rows, score = fuse(lists, list_weights, s.fusion, s.rrf_k)
+    bm25 = _lookup(rows, lex_rows, lex_scores)
+    cosine = _lookup(rows, sem_rows, sem_scores, missing=np.nan)
+    return Candidates(rows, score, bm25, cosine, len(lex_rows))
+
+
+def browse(catalog: Catalog, filters: Filters) -> tuple[np.ndarray, np.ndarray]:
+    """What an empty query shows: the live items within ``filters``, most
+    popular first (popularity as the score)."""
+    live = catalog.live_rows
+    rows = live[catalog.mask(live, filters)]
+    score = catalog.popularity[rows]
+    order = np.argsort(-score, kind="stable")
+    return rows[order], score[order]
+
+
+def _lookup(
+    rows: np.ndarray, keys: np.ndarray, values: np.ndarray, missing: float = 0.0
+) -> np.ndarray:
+    """``values`` of ``rows`` by ``keys`` (``missing`` for a row not among them)."""
+    out = np.full(len(rows), missing, np.float64)
+    if len(keys):
+        order = np.argsort(keys)
+        pos = np.minimum(np.searchsorted(keys[order], rows), len(keys) - 1)
+        found = keys[order][pos] == rows
+        out[found] = values[order][pos][found]
+    return out
