@@ -53,28 +53,44 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._events = Counter(
             "shopsense_events_accepted",
             "Events stored (duplicates excluded).",
             registry=self.registry,
         )
 
-        self._search_cache = Counter(
+        search_cache = Counter(
             "shopsense_search_cache",
             "Searches by whether the result cache answered them (hit) or not (miss).",
             ["result"],
             registry=self.registry,
         )
+        self._search_hits, self._search_misses = (
+            search_cache.labels("hit"),
+            search_cache.labels("miss"),
+        )
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self._requests.labels(endpoint, method, str(status)).inc()
-        self._latency.labels(endpoint).observe(seconds)
+        """Count and time one answer. The labelled children are kept per
+        (endpoint, method, status): ``labels()`` checks and locks on every call."""
+        key = (endpoint, method, status)
+        children = self._answered.get(key)
+        if children is None:
+            children = (
+                self._requests.labels(endpoint, method, str(status)),
+                self._latency.labels(endpoint),
+            )
+            self._answered[key] = children
+        counted, timed = children
+        counted.inc()
+        timed.observe(seconds)
 
     def events_accepted(self, n: int) -> None:
         self._events.inc(n)
 
     def search_answered(self, from_cache: bool) -> None:
-        self._search_cache.labels("hit" if from_cache else "miss").inc()
+        (self._search_hits if from_cache else self._search_misses).inc()
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self._rendered), CONTENT_TYPE_LATEST

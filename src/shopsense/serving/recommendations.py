@@ -89,6 +89,9 @@ class ModelBundle:
         self.item_ids = items["item_id"].astype(str).to_numpy()
         self.titles = items["title"].fillna("").astype(str).to_numpy()
         self.categories = items["category"].fillna("").astype(str).to_numpy()
+        leaves = {path: category_leaf(path) or "the store" for path in set(self.categories)}
+        self.popular_reasons = np.array([f"popular in {leaves[c]}" for c in self.categories])
+        """Each item's reason when nothing the shopper did explains it, made once."""
         self.prices = items["price"].to_numpy(np.float64)
         ev = dataset.interactions  # sorted by user, then time
         counts = np.bincount(ev["item"].to_numpy(), minlength=dataset.n_items)
@@ -290,7 +293,7 @@ class RecommendationService:
             because = np.nan_to_num(sims, neginf=0.0)
         out = []
         for i, row in enumerate(rows.tolist()):
-            reason = f"popular in {category_leaf(b.categories[row]) or 'the store'}"
+            reason = str(b.popular_reasons[row])
             if because is not None and because[:, i].max() > 0:
                 past, kind = history[int(because[:, i].argmax())]
                 reason = f"because you {EVENT_VERBS.get(kind, 'viewed')} {b.titles[past]}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import HTTPException, Query
+from fastapi import HTTPException, Query, Request
 from fastapi import Path as PathParam
 from pydantic import Field
 
@@ -20,7 +20,7 @@ from shopsense.serving.schemas import (
     Reloaded,
     UserDeleted,
 )
-from shopsense.serving.service import ServiceDep
+from shopsense.serving.service import service_of
 
 router = concern_router("admin")
 guarded = admin_router("admin")
@@ -29,10 +29,11 @@ guarded = admin_router("admin")
 
 @guarded.put("/items", response_model=ItemsUpserted)
 def upsert_items(
-    service: ServiceDep, items: Annotated[list[ItemIn], Field(max_length=MAX_EVENTS)]
+    request: Request, items: Annotated[list[ItemIn], Field(max_length=MAX_EVENTS)]
 ) -> ItemsUpserted:
     """Add or replace catalog items (searchable at once; recommendable after the
     next model version)."""
+    service = service_of(request)
     if items:
         service.upsert_items(list({i.item_id: i.model_dump() for i in items}.values()))
     return ItemsUpserted(upserted=len(items))
@@ -40,9 +41,10 @@ def upsert_items(
 
 @guarded.delete("/items/{item_id}", response_model=ItemDeleted)
 def delete_item(
-    service: ServiceDep, item_id: Annotated[str, PathParam(min_length=1, max_length=200)]
+    request: Request, item_id: Annotated[str, PathParam(min_length=1, max_length=200)]
 ) -> ItemDeleted:
     """Withdraw an item: no longer found, suggested or recommended, on every worker."""
+    service = service_of(request)
     service.changes.catch_up()
     known = item_id in service.catalog_ids
     if known:
@@ -52,11 +54,12 @@ def delete_item(
 
 @guarded.delete("/users/{user_id}", response_model=UserDeleted)
 def delete_user(
-    service: ServiceDep, user_id: Annotated[str, PathParam(max_length=200)]
+    request: Request, user_id: Annotated[str, PathParam(max_length=200)]
 ) -> UserDeleted:
     """Erase the user everywhere: the state store (events, session, batch list),
     every model version's rows of them, the dataset, search profiles and batch
     files; every worker then treats them as a stranger."""
+    service = service_of(request)
     events = service.store.delete_user(user_id)
     try:
         removed = service.erase_files(user_id)
@@ -70,8 +73,9 @@ def delete_user(
     response_model=Reloaded,
     responses=declared(409, "The newest model version cannot be loaded."),
 )
-def reload(service: ServiceDep) -> Reloaded:
+def reload(request: Request) -> Reloaded:
     """Swap in the newest model version from the registry folder, on every worker."""
+    service = service_of(request)
     try:
         version = service.reload()
     except Exception as e:  # a version still being written, or a broken one
@@ -85,6 +89,7 @@ def reload(service: ServiceDep) -> Reloaded:
 
 
 @router.get("/users", response_model=list[str])
-def known_users(service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> list[str]:
+def known_users(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> list[str]:
     """Some user ids the model knows, most active first (the storefront's switcher)."""
+    service = service_of(request)
     return service.recommender.bundle.active_users(limit)

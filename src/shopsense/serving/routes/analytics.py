@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 from weakref import WeakKeyDictionary
 
 import anyio
-from fastapi import Query
+from fastapi import Query, Request
 from fastapi.responses import FileResponse
 
 from shopsense.serving.analytics import (
@@ -36,7 +36,7 @@ from shopsense.serving.analytics import (
 )
 from shopsense.serving.limits import STOREFRONT_HEADERS
 from shopsense.serving.routes import admin_router, concern_router
-from shopsense.serving.service import ServiceDep
+from shopsense.serving.service import service_of
 from shopsense.serving.store import StateStore
 
 PAGE = Path(__file__).parents[1] / "analytics_page"
@@ -64,7 +64,7 @@ def asset(name: Literal["analytics.js", "analytics.css", "favicon.svg"]) -> File
 
 @router.get("/admin/analytics/data", response_model=Analytics)
 async def figures(
-    service: ServiceDep,
+    request: Request,
     days: Annotated[int, Query(ge=1, le=366, description="UTC days, today included")] = DAYS,
     top: Annotated[int, Query(ge=1, le=200, description="rows of each query table")] = TOP,
     mde: Annotated[
@@ -80,6 +80,7 @@ async def figures(
     power reached; for search, the top queries, those that found nothing,
     those never clicked and the click-position curve. Reads what the log
     gained since the last call."""
+    service = service_of(request)
     live = LIVE.get(service.store)
     if live is None:
         live = LIVE[service.store] = LiveAnalytics(service.store)

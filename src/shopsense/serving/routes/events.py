@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 
 from shopsense.serving.limits import declared
 from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import EventsAccepted, EventsIn
-from shopsense.serving.service import ServiceDep
+from shopsense.serving.service import service_of
 from shopsense.serving.store import Event
 
 router = concern_router("events")
@@ -21,8 +21,9 @@ router = concern_router("events")
     response_model=EventsAccepted,
     responses=declared(404, "An event names an item the catalogue does not hold."),
 )
-def post_events(service: ServiceDep, body: EventsIn) -> EventsAccepted:
+def post_events(request: Request, body: EventsIn) -> EventsAccepted:
     """One event or a batch of up to 1,000, stored durably before the answer."""
+    service = service_of(request)
     events = body if isinstance(body, list) else [body]
     service.changes.catch_up()  # an item added on another worker is known here
     now = int(time.time())

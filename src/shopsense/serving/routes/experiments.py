@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from fastapi import Path as PathParam
 
 from shopsense.errors import ShopsenseError
@@ -21,7 +21,7 @@ from shopsense.serving.experiments import (
 from shopsense.serving.limits import declared
 from shopsense.serving.routes import admin_router
 from shopsense.serving.schemas import ExperimentIn, ExperimentOut, PromoteIn, invalid
-from shopsense.serving.service import Service, ServiceDep
+from shopsense.serving.service import Service, service_of
 
 router = admin_router("experiments")
 Name = Annotated[str, PathParam(min_length=1, max_length=64)]
@@ -37,12 +37,13 @@ CREATE_REFUSALS = {
 @router.post(
     "/admin/experiments", response_model=ExperimentOut, status_code=201, responses=CREATE_REFUSALS
 )
-def create(service: ServiceDep, body: ExperimentIn) -> ExperimentOut:
+def create(request: Request, body: ExperimentIn) -> ExperimentOut:
     """Start an experiment on every worker. An arm of a recommendation
     placement is a model version of the registry (the first arm is the
     control); an arm of search is ``personalized`` or ``unpersonalized``.
     ``shares`` has one share per arm, adding up to at most 1; interleaving
     takes exactly two arms (422 otherwise)."""
+    service = service_of(request)
     shares = body.shares or [1.0 / len(body.arms)] * len(body.arms)
     if len(shares) != len(body.arms):
         raise invalid(["body", "shares"], "give one share per arm")
@@ -69,24 +70,27 @@ def create(service: ServiceDep, body: ExperimentIn) -> ExperimentOut:
 
 
 @router.get("/admin/experiments", response_model=list[ExperimentOut])
-def list_all(service: ServiceDep) -> list[ExperimentOut]:
+def list_all(request: Request) -> list[ExperimentOut]:
     """Every experiment, oldest first."""
+    service = service_of(request)
     return [ExperimentOut(**e.to_dict()) for e in experiments(service.store).values()]
 
 
 @router.get("/admin/experiments/{name}", response_model=dict[str, Any], responses=UNKNOWN)
-async def show(service: ServiceDep, name: Name) -> dict[str, Any]:
+async def show(request: Request, name: Name) -> dict[str, Any]:
     """Per arm: shoppers, impressions, clicks, carts, purchases, revenue and
     rates; per arm against the control: the lift with its 95% interval and
     p-values (fixed-horizon and always-valid), the sample-ratio check; for
     interleaving, the preference test. The same as ``experiment show --json``."""
+    service = service_of(request)
     experiment = _found(service, name)
     return await service.on_a_core(partial(experiment_report, service.store, experiment))
 
 
 @router.post("/admin/experiments/{name}/stop", response_model=ExperimentOut, responses=UNKNOWN)
-def stop(service: ServiceDep, name: Name) -> ExperimentOut:
+def stop(request: Request, name: Name) -> ExperimentOut:
     """Every shopper sees the champion again; the figures stay."""
+    service = service_of(request)
     _found(service, name)
     stopped = stop_experiment(service.store, name)
     service.in_effect()
@@ -98,9 +102,10 @@ def stop(service: ServiceDep, name: Name) -> ExperimentOut:
     response_model=ExperimentOut,
     responses={**UNKNOWN, **declared(409, "No arm won: name the arm to promote.")},
 )
-def promote(service: ServiceDep, name: Name, body: PromoteIn | None = None) -> ExperimentOut:
+def promote(request: Request, name: Name, body: PromoteIn | None = None) -> ExperimentOut:
     """Serve an arm to everyone (hot swap on every worker) and stop the
     experiment: the arm named, or the one the always-valid test says won."""
+    service = service_of(request)
     experiment = _found(service, name)
     arm = body.arm if body is not None else None
     if arm is None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from fastapi.responses import PlainTextResponse
 
 from shopsense.serving.limits import declared
 from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import Health, Readiness
-from shopsense.serving.service import ServiceDep
+from shopsense.serving.service import service_of
 
 router = concern_router("operations")
 
@@ -23,10 +23,11 @@ def live() -> Health:
     response_model=Readiness,
     responses=declared(503, "Not ready: the state store is down, or a change cannot be applied."),
 )
-def ready(service: ServiceDep) -> Readiness:
+def ready(request: Request) -> Readiness:
     """Ready when the state store answers and every logged change applies
     here; says how far this worker is behind the change log (0 once it has
     applied every logged change). 503 with the reason otherwise."""
+    service = service_of(request)
     follower = service.changes
     if follower.problem is not None:
         raise HTTPException(503, follower.problem, headers={"Retry-After": "1"})
@@ -40,7 +41,8 @@ def ready(service: ServiceDep) -> Readiness:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(service: ServiceDep) -> PlainTextResponse:
+def metrics(request: Request) -> PlainTextResponse:
     """Prometheus text format."""
+    service = service_of(request)
     body, content_type = service.metrics.render()
     return PlainTextResponse(body, media_type=content_type)

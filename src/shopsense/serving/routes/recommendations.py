@@ -6,7 +6,7 @@ import uuid
 from functools import partial
 from typing import Annotated
 
-from fastapi import HTTPException, Query
+from fastapi import HTTPException, Query, Request
 from fastapi import Path as PathParam
 
 from shopsense.serving.limits import declared
@@ -19,7 +19,7 @@ from shopsense.serving.schemas import (
     SessionId,
     SimilarResponse,
 )
-from shopsense.serving.service import Service, ServiceDep, Shown
+from shopsense.serving.service import Service, Shown, service_of
 
 router = concern_router("recommendations")
 
@@ -74,7 +74,7 @@ def _recorded(
 
 @router.get("/recommendations/{user_id}", response_model=RecommendationsResponse)
 async def recommendations_for_user(
-    service: ServiceDep,
+    request: Request,
     user_id: Annotated[str, PathParam(min_length=1, max_length=200)],
     k: K = 10,
     category: Category = None,
@@ -83,15 +83,17 @@ async def recommendations_for_user(
 ) -> RecommendationsResponse:
     """Top-k for a user; a user the model never saw gets their live session's
     neighbours or what is popular (never a 404)."""
+    service = service_of(request)
     work = partial(recommend, service, user_id, session_id, k, category, exclude_seen)
     return await service.on_a_core(work)
 
 
 @router.get("/recommendations", response_model=RecommendationsResponse)
 async def recommendations_anonymous(
-    service: ServiceDep, k: K = 10, category: Category = None, session_id: SessionId = None
+    request: Request, k: K = 10, category: Category = None, session_id: SessionId = None
 ) -> RecommendationsResponse:
     """Top-k for an anonymous visitor: what is popular (within ``category``)."""
+    service = service_of(request)
     work = partial(recommend, service, None, session_id, k, category, False)
     return await service.on_a_core(work)
 
@@ -102,7 +104,7 @@ async def recommendations_anonymous(
     responses=declared(404, "An item the catalogue does not hold."),
 )
 async def similar_items(
-    service: ServiceDep,
+    request: Request,
     item_id: Annotated[str, PathParam(max_length=200)],
     k: K = 10,
     user_id: Annotated[
@@ -111,6 +113,7 @@ async def similar_items(
     ] = None,
     session_id: SessionId = None,
 ) -> SimilarResponse:
+    service = service_of(request)
     request_id = uuid.uuid4().hex
 
     def rank(version: str | None) -> list[Recommendation]:
