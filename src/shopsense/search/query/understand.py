@@ -354,7 +354,8 @@ def _read_price(text: str) -> tuple[Reading | None, str]:
         kept.append(text[start:a])
         start = b
     kept.append(text[start:])
-    return Reading("price", "price", (), low, high, said, ""), " ".join("".join(kept).split())
+    left = _left(" ".join("".join(kept).split()), text, spans[-1][1] >= len(text.rstrip()))
+    return Reading("price", "price", (), low, high, said, ""), left
 
 
 # ------------------------------------------------------------------ the stage
@@ -398,6 +399,7 @@ def _read_names(
     stems = [stem(w) for w in query_words]
     readings: list[Reading] = []
     kept: list[str] = []
+    read_last = False
     i = 0
     while i < len(stems):
         found = None
@@ -407,6 +409,7 @@ def _read_names(
                 break
         if found is None:
             kept.append(query_words[i])
+            read_last = False
             i += 1
             continue
         kind, pairs = found
@@ -415,12 +418,20 @@ def _read_names(
         for name in dict.fromkeys(f for f, _ in pairs):
             values = tuple(v for f, v in pairs if f == name)
             readings.append(Reading(kind, name, values, None, None, said, applied))
-        if applied != "filter":
+        read_last = applied == "filter"
+        if not read_last:
             kept += query_words[i : i + length]
         i += length
     if all(r.applied != "filter" for r in readings):
         return readings, text
-    return readings, _joined(kept)
+    return readings, _left(_joined(kept), text, read_last)
+
+
+def _left(kept: str, query: str, read_last: bool) -> str:
+    """The text left for matching, with a space at its end where the query
+    had one or where its last words were read: its last word is then whole,
+    not a prefix being typed."""
+    return kept + " " if kept and (read_last or query[-1:].isspace()) else kept
 
 
 def _joined(query_words: list[str]) -> str:
