@@ -23,6 +23,7 @@ from shopsense.data.formats import FORMATS, ReadOptions
 from shopsense.data.split import SPLIT_METHODS, split_dataset
 from shopsense.errors import ShopsenseError
 from shopsense.search.commands import COMMANDS as SEARCH_COMMANDS
+from shopsense.search.rules_commands import COMMANDS as RULES_COMMANDS
 from shopsense.serving.commands import COMMANDS as SERVING_COMMANDS
 from shopsense.serving.experiment_commands import COMMANDS as EXPERIMENT_COMMANDS
 from shopsense.serving.retrain_commands import COMMANDS as RETRAIN_COMMANDS
@@ -486,6 +487,7 @@ def list_models() -> None:
 
 for _command in (
     *SEARCH_COMMANDS,
+    *RULES_COMMANDS,
     *SERVING_COMMANDS,
     *EXPERIMENT_COMMANDS,
     *RETRAIN_COMMANDS,

@@ -23,7 +23,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shopsense.data.schema import EVENT_TYPES, ITEM_COLUMNS, RAW_EVENT_COLUMNS, USER_COLUMNS
+from shopsense.data.schema import (
+    EVENT_TYPES,
+    IN_STOCK_WORDS,
+    ITEM_COLUMNS,
+    RAW_EVENT_COLUMNS,
+    USER_COLUMNS,
+)
 from shopsense.data.sources import ORIGIN_FILE, ORIGIN_RECORD, BadLine, Chunk, TimestampUnit
 
 EARLIEST_TIMESTAMP = 631_152_000  # 1990-01-01 UTC: before any online store's logs
@@ -300,7 +306,8 @@ def _to_epoch_seconds(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def clean_items(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
-    """Catalog rows: id required, price a finite non-negative number when given."""
+    """Catalog rows: id required, price a finite non-negative number when given,
+    ``in_stock`` one of ``IN_STOCK_WORDS`` (true when not given)."""
     frame = frame.copy()
     for col in ITEM_COLUMNS:
         if col not in frame.columns:
@@ -308,17 +315,22 @@ def clean_items(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, TableR
     price_text = _text(frame["price"])
     price = pd.to_numeric(price_text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     created, bad_created = _to_epoch_seconds(frame["created_at"])
+    stock_text = _text(frame["in_stock"]).str.lower().astype(object)
+    stock = stock_text.map(IN_STOCK_WORDS)
     checks = [
         (price_text.notna().to_numpy() & ~np.isfinite(price), "bad_price"),
         (price < 0, "negative_price"),
         (bad_created, "bad_created_at"),
+        ((stock_text.notna() & stock.isna()).to_numpy(), "bad_in_stock"),
     ]
     frame["_price"], frame["_created"] = price, created
+    frame["_in_stock"] = stock.where(stock.notna(), True).astype(bool)
     accepted, quarantine, report = _clean_table(frame, "item_id", "items", checks)
     accepted["price"] = accepted["_price"].astype(float)
     accepted["created_at"] = pd.array(
         np.floor(accepted["_created"].to_numpy(dtype=float)), dtype="Float64"
     ).astype("Int64")
+    accepted["in_stock"] = accepted["_in_stock"].astype(bool)
     accepted = accepted[list(ITEM_COLUMNS)].copy()
     for col in ("title", "description", "category", "brand"):
         accepted[col] = _text(accepted[col])

@@ -386,6 +386,7 @@ def _items_table(
     extra["attributes"] = "{}"
     extra["price"] = extra["price"].astype(float)
     extra["created_at"] = extra["created_at"].astype("Int64")
+    extra["in_stock"] = True
     if catalog is None:
         return extra
     return pd.concat([catalog, extra], ignore_index=True) if len(extra) else catalog

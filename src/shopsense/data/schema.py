@@ -6,7 +6,11 @@ is dense id i); events refer to users and items by those dense int32 ids.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
 
 SCHEMA_VERSION: Final = 1
 
@@ -29,8 +33,10 @@ ITEM_COLUMNS: Final = (
     "price",
     "attributes",
     "created_at",
+    "in_stock",
 )
-"""``category`` is a path joined by ``CATEGORY_SEP``; ``attributes`` a JSON object."""
+"""``category`` is a path joined by ``CATEGORY_SEP``; ``attributes`` a JSON object;
+``in_stock`` true, false or unknown (read as true: ``in_stock_flags``)."""
 
 USER_COLUMNS: Final = ("user_id", "attributes")
 
@@ -92,3 +98,33 @@ def category_leaf(path: str) -> str:
 def category_words(path: str) -> str:
     """The levels of a path as words for a text index: ``"A > B"`` → ``"A B"``."""
     return " ".join(category_levels(path))
+
+
+IN_STOCK_WORDS: Final = {"true": True, "1": True, "yes": True, "y": True,
+                         "false": False, "0": False, "no": False, "n": False}  # fmt: skip
+"""How a catalogue file may write ``in_stock`` (any case); anything else is refused."""
+
+
+def in_stock_flag(value: Any) -> bool | None:
+    """One ``in_stock`` value as a flag: True where it is missing (a catalogue
+    that never says is all in stock), None where it cannot be read."""
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+        return True
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float | np.integer | np.floating) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return IN_STOCK_WORDS.get(value.strip().lower(), True if not value.strip() else None)
+    return None
+
+
+def in_stock_flags(values: Iterable[Any] | None, n: int) -> np.ndarray:
+    """Each of ``n`` items' ``in_stock`` as a flag (an absent column: all in
+    stock); unreadable values count as in stock (``clean_items`` refuses them
+    at ingest). A column of booleans is taken as it is."""
+    if values is None:
+        return np.ones(n, bool)
+    if isinstance(values, pd.Series) and values.dtype == bool:
+        return values.to_numpy(bool)
+    return np.array([in_stock_flag(v) is not False for v in values], bool)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from shopsense.data.schema import category_prefixes
+from shopsense.data.schema import category_prefixes, in_stock_flags
 from shopsense.errors import ShopsenseError
 from shopsense.search.analysis import tokens
 from shopsense.search.titles import TitleTermIndex
@@ -125,6 +125,7 @@ def canonical_catalog(items: pd.DataFrame) -> pd.DataFrame:
         )
     for col in ("title", "description", "category", "brand"):
         out[col] = out[col].where(out[col].notna(), "").astype(str)
+    out["in_stock"] = in_stock_flags(items.get("in_stock"), len(items))
     attributes = out["attributes"].where(out["attributes"].notna(), "{}")
     out["attributes"] = [json.dumps(a) if isinstance(a, dict) else str(a) for a in attributes]
     return out
@@ -146,6 +147,8 @@ class Catalog:
         self.items = items.reset_index(drop=True)
         if "deleted" not in self.items:
             self.items["deleted"] = False
+        if "in_stock" not in self.items:  # an index built before items had the flag
+            self.items["in_stock"] = True
         self._refresh()
 
     def _refresh(self) -> None:
@@ -155,6 +158,7 @@ class Catalog:
         self._columns: dict[str, Any] = {}
         self.n_rows = len(items)
         self.deleted = items["deleted"].to_numpy(bool)
+        self.in_stock = items["in_stock"].to_numpy(bool)
         self.price = items["price"].to_numpy(np.float64)
         self.popularity = items["popularity"].to_numpy(np.float64)
         self.search_clicks = items["search_clicks"].to_numpy(np.float64)

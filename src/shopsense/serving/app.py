@@ -37,6 +37,7 @@ from shopsense.serving.routes import (
     experiments,
     operations,
     recommendations,
+    rules,
     search,
 )
 from shopsense.serving.schemas import MAX_EVENTS, invalid
@@ -51,6 +52,7 @@ ROUTERS = (
     admin.router,
     admin.guarded,
     experiments.router,
+    rules.router,
     analytics.page,
     analytics.router,
     operations.router,

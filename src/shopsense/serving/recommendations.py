@@ -10,10 +10,19 @@
 
 Users the model never saw get the session's neighbours, or what is popular
 (within the category asked for): never an error. Every item carries a reason.
+
+Merchandising rules (``search.rules``) apply as in search, but for pins: a
+hidden item is never recommended, out-of-stock items are left out or come
+after every item in stock (the index's policy), and boosts and buries reorder
+the list the model chose without adding to it, so a store-wide promotion
+changes what a shopper sees first, not whether the list is theirs. Pins
+place items on a search or category page, not in a shopper's own list.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +44,8 @@ from shopsense.errors import ShopsenseError
 from shopsense.models.base import PARAMS_FILE, Recommender
 from shopsense.models.registry import load_model
 from shopsense.ranking import top_k
+from shopsense.search.catalog import Catalog, Filters, canonical_catalog
+from shopsense.search.rules import Merchandising, apply_rules, hidden_ids
 from shopsense.serving.store import StateStore, Step
 
 MODES = ("online", "batch", "hybrid")
@@ -44,6 +55,9 @@ VERSION_DATA = "data"
 SESSION_WEIGHT = 0.5
 SESSION_STEPS = 5
 EXPLAIN_STEPS = 10
+SINK = 1e6
+"""Taken off an out-of-stock item's score when the policy sinks it: below
+every item in stock (scores are at most 1 + ``SESSION_WEIGHT``), in order."""
 
 
 @dataclass
@@ -132,6 +146,35 @@ class ModelBundle:
         key = CATEGORY_SEP.join(category_levels(category)).lower()
         return self._category_rows.get(key, np.empty(0, np.int64))
 
+    @cached_property
+    def item_rows(self) -> Mapping[str, int]:
+        return self._item_row
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The items as search's catalogue reads them, for rules' conditions."""
+        return Catalog(canonical_catalog(self.dataset.items))
+
+
+class BundleRules:
+    """A bundle's items as merchandising rules read them (``RuleTable``): a
+    rule's condition is matched over every item once, when first asked for,
+    not on every request; ``in_stock`` is the live flags."""
+
+    def __init__(self, bundle: ModelBundle, in_stock: np.ndarray) -> None:
+        self.bundle = bundle
+        self.row_of = bundle.item_rows
+        self.in_stock = in_stock
+        self._masks: dict[str, np.ndarray] = {}
+
+    def mask(self, rows: np.ndarray, filters: Filters) -> np.ndarray:
+        key = repr(filters)
+        full = self._masks.get(key)
+        if full is None:
+            catalog = self.bundle.catalog
+            full = self._masks[key] = catalog.mask(np.arange(catalog.n_rows), filters)
+        return full[rows]
+
 
 class RecommendationService:
     """Answers ``recommend`` and ``similar`` for one bundle and a state store."""
@@ -143,11 +186,16 @@ class RecommendationService:
         mode: str = "hybrid",
         withdrawn_items: set[str] | None = None,
         deleted_users: set[str] | None = None,
+        out_of_stock_items: set[str] | None = None,
+        merchandising: Merchandising | None = None,
     ) -> None:
         """``withdrawn_items`` (deleted from the catalogue since training) are never
         recommended; ``deleted_users`` are strangers to the model, whatever it
-        learnt of them. Both are the service's own sets, read live; after a
-        change to ``withdrawn_items`` it calls ``withdrawn_changed``."""
+        learnt of them; ``out_of_stock_items`` are left out or sunk as
+        ``merchandising`` says, whose rules apply too. The sets are the
+        service's own, read live; after a change to the withdrawn or
+        out-of-stock items it calls ``catalogue_changed``, and ``use_rules``
+        with new rules."""
         if mode not in MODES:
             raise ShopsenseError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.bundle = bundle
@@ -155,17 +203,40 @@ class RecommendationService:
         self.mode = mode
         self.withdrawn_items = set() if withdrawn_items is None else withdrawn_items
         self.deleted_users = set() if deleted_users is None else deleted_users
-        self.withdrawn_changed()
+        self.out_of_stock_items = set() if out_of_stock_items is None else out_of_stock_items
+        self.merchandising = Merchandising() if merchandising is None else merchandising
+        self.catalogue_changed()
 
-    def withdrawn_changed(self) -> None:
-        """Find the rows of ``withdrawn_items`` once, not on every request."""
-        rows = [self.bundle.item(i) for i in list(self.withdrawn_items)]  # a copy: it may grow
-        self._withdrawn = np.array([r for r in rows if r is not None], np.int64)
+    def catalogue_changed(self) -> None:
+        """Find the rows of the withdrawn and out-of-stock items once, not on every request."""
+        self._withdrawn = self._rows(self.withdrawn_items)
+        self._out_of_stock = self._rows(self.out_of_stock_items)
+        in_stock = np.ones(self.bundle.model.n_items_, bool)
+        in_stock[self._out_of_stock] = False
+        self._rule_table = BundleRules(self.bundle, in_stock)
+
+    def use_rules(self, merchandising: Merchandising) -> None:
+        self.merchandising = merchandising
+
+    def hidden(self, now: float) -> set[str]:
+        """The items the rules in effect at ``now`` hide from every list."""
+        return hidden_ids(self.merchandising.in_effect(now, None, None))
+
+    def _rows(self, item_ids: set[str]) -> np.ndarray:
+        rows = [self.bundle.item(i) for i in list(item_ids)]  # a copy: it may grow
+        return np.array([r for r in rows if r is not None], np.int64)
 
     # ------------------------------------------------------------- recommend
     def recommend(
         self, user_id: str | None, k: int = 10, category: str | None = None, exclude_seen=True
     ) -> list[Recommendation]:
+        return self.recommend_with_rules(user_id, k, category, exclude_seen)[0]
+
+    def recommend_with_rules(
+        self, user_id: str | None, k: int = 10, category: str | None = None, exclude_seen=True
+    ) -> tuple[list[Recommendation], list[str]]:
+        """The top ``k`` for a user (or a visitor: None), with the ids of the
+        merchandising rules that changed the list."""
         b = self.bundle
         user = None if user_id is None or user_id in self.deleted_users else b.user(user_id)
         live = [] if user_id is None else self._live(self.store.recent(user_id))
@@ -185,9 +256,38 @@ class RecommendationService:
         if exclude_seen:
             scores[self._seen(user, live)] = -np.inf
         scores[self._withdrawn] = -np.inf
-        ids, values = top_k(scores[None, :], k)
+        now = time.time()
+        rules = self.merchandising.in_effect(now, None, category)
+        key = self._stocked(scores)
+        hides = [(r.id, row) for r in rules if r.action == "hide"
+                 for row in (b.item(r.item_id or ""),) if row is not None]  # fmt: skip
+        hidden_rows = np.array([row for _, row in hides], np.int64)
+        would_show = key[hidden_rows]  # a copy: what each hidden item would have scored
+        key[hidden_rows] = -np.inf
+        ids, values = top_k(key[None, :], k)
         keep = np.isfinite(values[0])
-        return self._explain(ids[0][keep], values[0][keep], user, live)
+        rows = ids[0][keep]
+        least = values[0][keep][-1] if len(rows) == k else -np.inf
+        rows, applied = apply_rules(
+            self.merchandising, now, None, category, rows, self._rule_table, pins=False
+        )
+        changed = set(applied).union(
+            rule_id for (rule_id, _), score in zip(hides, would_show, strict=True) if score > least
+        )
+        named = [r.id for r in rules if r.id in changed]
+        return self._explain(rows, scores[rows], user, live), named
+
+    def _stocked(self, scores: np.ndarray) -> np.ndarray:
+        """The scores to rank by: out-of-stock items left out (in place) or sunk
+        below every item in stock (a copy), by the policy."""
+        if not len(self._out_of_stock):
+            return scores
+        if self.merchandising.out_of_stock == "hide":
+            scores[self._out_of_stock] = -np.inf
+            return scores
+        key = scores.copy()
+        key[self._out_of_stock] -= SINK
+        return key
 
     def _live(self, steps: list[Step]) -> list[tuple[int, str]]:
         """The session's steps on items this model knows, as (row, type)."""
@@ -316,11 +416,20 @@ class RecommendationService:
         row = None if item_id in self.withdrawn_items else b.item(item_id)
         if row is None:
             raise KeyError(item_id)
-        wanted = min(k + len(self.withdrawn_items), b.model.n_items_)
+        now = time.time()
+        left_out = [self._withdrawn, self._rows(self.hidden(now))]
+        if self.merchandising.out_of_stock == "hide":
+            left_out.append(self._out_of_stock)
+        unshown = np.concatenate(left_out)
+        wanted = min(k + len(unshown), b.model.n_items_)
         ids, values = b.model.similar_items(np.array([row]), k=wanted)
-        keep = np.isfinite(values[0]) & ~np.isin(ids[0], self._withdrawn)
+        keep = np.isfinite(values[0]) & ~np.isin(ids[0], unshown)
         keep &= np.cumsum(keep) <= k
-        out = self._explain(ids[0][keep], values[0][keep], None, [])
+        score_of = dict(zip(ids[0][keep].tolist(), values[0][keep].tolist(), strict=True))
+        rows, _ = apply_rules(
+            self.merchandising, now, None, None, ids[0][keep], self._rule_table, pins=False
+        )
+        out = self._explain(rows, np.array([score_of[r] for r in rows.tolist()]), None, [])
         for rec in out:
             rec.reason = f"similar to {b.titles[row]}"
         return out

@@ -35,7 +35,7 @@ import pandas as pd
 from shopsense.data.dataset import EVENTS_FILE, ITEMS_FILE, USERS_FILE, Dataset
 from shopsense.data.erasure import erased_mask, folder_lock, tombstones
 from shopsense.data.ingest import ingest
-from shopsense.data.schema import ITEM_COLUMNS
+from shopsense.data.schema import ITEM_COLUMNS, in_stock_flags
 from shopsense.errors import ShopsenseError
 from shopsense.evaluation.metrics import ranking_metrics
 from shopsense.models.base import PARAMS_FILE, Recommender
@@ -327,6 +327,7 @@ def _combined_items(items: pd.DataFrame, catalogue: CatalogueChanges) -> pd.Data
         if column not in upserts.columns:
             upserts[column] = None
     upserts["item_id"] = upserts["item_id"].astype(str)
+    upserts["in_stock"] = in_stock_flags(upserts["in_stock"], len(upserts))
     upserts["attributes"] = upserts["attributes"].map(_attributes_text)
     upserts["created_at"] = upserts["item_id"].map(catalogue.first_upserted_at)
     table = items.set_index(items["item_id"].astype(str)).drop(columns="item_id")

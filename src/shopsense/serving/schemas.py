@@ -47,6 +47,9 @@ class RecommendationsResponse(Experimented):
     mode: str
     model_version: str
     items: list[Recommendation]
+    rules_applied: list[str] = Field(
+        [], description="the merchandising rules that changed this list (their ids)"
+    )
 
 
 class SimilarResponse(Experimented):
@@ -146,6 +149,9 @@ class ItemIn(BaseModel):
     brand: Annotated[str, Field(max_length=200)] = ""
     price: float | None = Field(None, ge=0, le=1e9)
     attributes: dict[str, str] = Field(default_factory=dict)
+    in_stock: bool = Field(
+        True, description="false: hidden or sunk in search and recommendations (by setting)"
+    )
 
 
 class ItemsUpserted(BaseModel):

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
@@ -27,8 +27,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shopsense.compute import usable_cores
 from shopsense.data.dataset import Dataset
 from shopsense.data.erasure import erased_users
+from shopsense.data.schema import in_stock_flags
 from shopsense.errors import ShopsenseError
 from shopsense.evaluation.interleaving import team_draft
+from shopsense.search.rules import Merchandising, Rule
 from shopsense.serving.analytics import ImpressionCounters
 from shopsense.serving.champion import champion, version_path
 from shopsense.serving.erasure import erase_user_files
@@ -105,6 +107,13 @@ class Service:
         self.deleted_users: set[str] = set()
         self.new_items: set[str] = set()
         """Catalogue items added through the API that the served model does not know."""
+        items = self.dataset.items
+        in_stock = in_stock_flags(items.get("in_stock"), len(items))
+        self.out_of_stock_items = set(items["item_id"].astype(str).to_numpy()[~in_stock])
+        self.merchandising = (
+            Merchandising() if settings.index is None else Merchandising.load(settings.index)
+        )
+        """The index's rules and out-of-stock policy, as the change log leaves them."""
         self.champion = champion(self.store)
         self.recommender = self._recommender(self._first_loadable())
         self.experiments: dict[str, Experiment] = {}
@@ -176,8 +185,9 @@ class Service:
     def _recommender(self, bundle: ModelBundle) -> RecommendationService:
         self._scrub(bundle)
         return RecommendationService(
-            bundle, self.store, self.settings.mode, self.withdrawn_items, self.deleted_users
-        )
+            bundle, self.store, self.settings.mode, self.withdrawn_items, self.deleted_users,
+            self.out_of_stock_items, self.merchandising,
+        )  # fmt: skip
 
     def _scrub(self, bundle: ModelBundle) -> None:
         """A version that still holds rows of erased users (copied in from a
@@ -236,7 +246,7 @@ class Service:
             start, end = bundle.history_indptr[user], bundle.history_indptr[user + 1]
             recent = bundle.history_items[start:end][-RECENT_FOR_NEW_ITEMS:]
             steps = [str(bundle.item_ids[i]) for i in recent]
-        candidates = sorted(self.new_items - self.withdrawn_items - set(steps))
+        candidates = sorted(self.new_items - self.unshown_items() - set(steps))
         if not steps or not candidates:
             return shown
         hits = [h for h in self.engine.nearest_to(steps, candidates, NEW_ITEM_SLOTS)
@@ -256,8 +266,9 @@ class Service:
         except KeyError:
             if self.engine is None or item_id not in self.catalog_ids:
                 raise
-        hits = [h for h in self.engine.similar_items(item_id, k + len(self.withdrawn_items))
-                if h.item_id not in self.withdrawn_items][:k]  # fmt: skip
+        unshown = self.unshown_items()
+        hits = [h for h in self.engine.similar_items(item_id, k + len(unshown))
+                if h.item_id not in unshown][:k]  # fmt: skip
         if not hits:
             raise KeyError(item_id)
         return [
@@ -343,8 +354,9 @@ class Service:
         bundle = ModelBundle(self._version(version), self.dataset)
         self._scrub(bundle)
         return RecommendationService(
-            bundle, self.store, "online", self.withdrawn_items, self.deleted_users
-        )
+            bundle, self.store, "online", self.withdrawn_items, self.deleted_users,
+            self.out_of_stock_items, self.merchandising,
+        )  # fmt: skip
 
     # ------------------------------------------------------------- the change log
     def change(self, kind: str, payload: Any) -> None:
@@ -396,10 +408,55 @@ class Service:
                         self.reload()
                 elif change.kind == "experiments.changed" and change.seq == last[change.kind]:
                     self._load_experiments()
+                elif change.kind.startswith("rules."):
+                    self._apply_rules(change.kind, change.payload)
                 done = change.seq
             self._apply_items(items, vectors)
         except Exception as e:
             raise ChangeApplyError(done, e) from e
+
+    # ------------------------------------------------------------- merchandising
+    def put_rules(self, rules: list[Rule]) -> None:
+        """Add or replace rules on every worker (checked by the caller)."""
+        self.change("rules.put", [rule.to_dict() for rule in rules])
+
+    def delete_rule(self, rule_id: str) -> bool:
+        """Remove a rule on every worker; False when there is none of that id."""
+        self.changes.catch_up()
+        if self.merchandising.rule(rule_id) is None:
+            return False
+        self.change("rules.delete", rule_id)
+        return True
+
+    def set_out_of_stock(self, policy: str) -> None:
+        self.change("rules.out_of_stock", policy)
+
+    def _apply_rules(self, kind: str, payload: Any) -> None:
+        """A logged rule change: in effect for search and every recommender
+        here, and saved with this worker's copy of the index's settings."""
+        found = self.merchandising
+        if kind == "rules.put":
+            found = found.with_rules([Rule.from_dict(rule) for rule in payload])
+        elif kind == "rules.delete":
+            found = found.without(payload)
+        elif kind == "rules.out_of_stock":
+            found = replace(found, out_of_stock=payload)
+        self.merchandising = found
+        for recommender in self._recommenders():
+            recommender.use_rules(found)
+        if self.index_copy is not None:
+            found.save(self.index_copy)
+
+    def _recommenders(self) -> list[RecommendationService]:
+        return [self.recommender, *self._arms.values()]
+
+    def unshown_items(self) -> set[str]:
+        """The items no list may show now: withdrawn, hidden by a rule in effect,
+        and out of stock when the policy hides those."""
+        out = self.withdrawn_items | self.recommender.hidden(time.time())
+        if self.merchandising.out_of_stock == "hide":
+            out |= self.out_of_stock_items
+        return out
 
     def upsert_items(self, items: list[dict[str, Any]]) -> None:
         """Log a catalogue upsert with the items' vectors, embedded here before
@@ -450,7 +507,11 @@ class Service:
         self.withdrawn_items.difference_update(ids)
         self.catalog_ids.difference_update(deleted)
         self.withdrawn_items.update(deleted)
-        self.recommender.withdrawn_changed()
+        stock = in_stock_flags([item.get("in_stock") for item in upserted], len(upserted))
+        self.out_of_stock_items.difference_update(ids)
+        self.out_of_stock_items.update(np.array(ids, dtype=object)[~stock].tolist())
+        for recommender in self._recommenders():
+            recommender.catalogue_changed()
 
     def _forget_user(self, user_id: str) -> None:
         self.deleted_users.add(user_id)

@@ -34,9 +34,12 @@ def recommend(
 ) -> RecommendationsResponse:
     service.changes.catch_up()
     request_id = uuid.uuid4().hex
+    rules_applied: list[str] = []
 
     def rank(version: str | None) -> list[Recommendation]:
-        ranked = service.recommender_for(version).recommend(user_id, k, category, exclude_seen)
+        recommender = service.recommender_for(version)
+        ranked, applied = recommender.recommend_with_rules(user_id, k, category, exclude_seen)
+        rules_applied.extend(r for r in applied if r not in rules_applied)
         return ranked if category is not None else service.with_new_items(user_id, ranked, k)
 
     shown = service.show("recommendations", user_id or session_id, request_id, rank, _id, k)
@@ -49,6 +52,7 @@ def recommend(
         mode="online" if shown.values else service.recommender.mode,
         model_version=version,
         items=shown.items,
+        rules_applied=rules_applied,
     )
 
 
