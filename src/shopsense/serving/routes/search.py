@@ -9,13 +9,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import Query
+from fastapi import Query, Request
 
 from shopsense.search.analysis import MAX_QUERY_CHARS
 from shopsense.serving.limits import declared
 from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import Attribute, SearchResponse, SessionId, SuggestionOut
-from shopsense.serving.service import Service, ServiceDep
+from shopsense.serving.service import Service, service_of
 from shopsense.serving.store import Event
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ NO_INDEX = declared(404, "This service has no search index.")
 
 @router.get("/search", response_model=SearchResponse, responses=NO_INDEX)
 async def search(
-    service: ServiceDep,
+    request: Request,
     q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
     category: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006 (FastAPI idiom)
     brand: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
@@ -46,6 +46,7 @@ async def search(
 ) -> SearchResponse:
     """Hybrid search with filters (values of one field OR-ed, fields AND-ed),
     disjunctive facets, sorting and pages; personalized with ``user_id``."""
+    service = service_of(request)
     attributes: dict[str, list[str]] = {}
     for pair in attribute:  # NAME:VALUE, as Attribute's pattern checked
         name, _, value = pair.partition(":")
@@ -109,10 +110,11 @@ def _id(hit: Hit) -> str:
 
 @router.get("/suggest", response_model=list[SuggestionOut], responses=NO_INDEX)
 def suggest(
-    service: ServiceDep,
+    request: Request,
     q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=20)] = 8,
 ) -> list[SuggestionOut]:
+    service = service_of(request)
     engine = service.search_engine()
     service.changes.catch_up()
     return [SuggestionOut(**asdict(s)) for s in engine.suggest(q, k)]
