@@ -11,7 +11,15 @@ import pytest
 
 from shopsense.errors import ShopsenseError
 from shopsense.search.catalog import Catalog, Filters, canonical_catalog
-from shopsense.search.rules import RULES_FILE, Merchandising, Rule, apply_rules, check_items
+from shopsense.search.rules import (
+    RULES_FILE,
+    Merchandising,
+    Rule,
+    apply_rules,
+    apply_rules_scored,
+    check_items,
+    shown_rows,
+)
 
 NOW = 1_700_000_000.0
 ITEMS = pd.DataFrame(
@@ -211,3 +219,28 @@ def test_putting_a_rule_of_a_known_id_replaces_it_in_place():
         Merchandising((a, a))
     with pytest.raises(ShopsenseError, match="out_of_stock"):
         Merchandising((), "drop")
+
+
+def test_scores_follow_their_rows_and_a_pinned_newcomer_takes_its_neighbours(table):
+    pin = Rule("p", "pin", item_id="i7", position=2, query="mug")
+    boost = Rule("b", "boost", where=Filters(brand=["Zeta"]))
+    rows, score = np.array([0, 1, 2]), np.array([0.9, 0.5, 0.4])
+    merchandising = Merchandising((pin, boost))
+    ruled, scores, applied = apply_rules_scored(merchandising, NOW, "mug", None, rows, score, table)
+    assert ranked(table, ruled) == ["i1", "i7", "i0", "i2"] and applied == ["p", "b"]
+    assert scores.tolist() == [0.5, 0.9, 0.9, 0.4]
+    last = Merchandising((Rule("p", "pin", item_id="i7", position=9, query="mug"),))
+    _, scores, _ = apply_rules_scored(last, NOW, "mug", None, rows, score, table)
+    assert scores.tolist() == [0.9, 0.5, 0.4, 0.4]
+    untouched = apply_rules_scored(Merchandising(), NOW, "mug", None, rows, score, table)
+    assert untouched[1] is score and untouched[2] == []
+
+
+def test_shown_rows_leave_out_hidden_items_and_out_of_stock_ones_under_hide(table):
+    hide = Rule("h", "hide", item_id="i0")
+    rows = np.arange(8)
+    assert ranked(table, shown_rows(Merchandising((hide,)), NOW, "q", None, rows, table)) == [
+        f"i{n}" for n in range(1, 8)
+    ]
+    hiding = Merchandising((hide,), "hide")
+    assert "i3" not in ranked(table, shown_rows(hiding, NOW, "q", None, rows, table))

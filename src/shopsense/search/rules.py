@@ -322,6 +322,50 @@ def apply_rules(
     return rows, [r.id for r in rules if r.id in set(applied)]
 
 
+def apply_rules_scored(
+    merchandising: Merchandising,
+    now: float,
+    query: str | None,
+    category: str | None,
+    rows: np.ndarray,
+    score: np.ndarray,
+    table: RuleTable,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``apply_rules`` for a list with scores (search's results): each row keeps
+    its score; an item a pin brought in takes the score of the one after it
+    (of the one before it when last), so scores still read down the page."""
+    ruled, applied = apply_rules(merchandising, now, query, category, rows, table)
+    if not applied:
+        return ruled, score, applied
+    order = np.argsort(rows, kind="stable")
+    at = np.minimum(np.searchsorted(rows[order], ruled), max(len(rows) - 1, 0))
+    found = rows[order][at] == ruled if len(rows) else np.zeros(len(ruled), bool)
+    carried = np.where(found, score[order][at] if len(rows) else 0.0, np.nan)
+    for i in np.flatnonzero(~found)[::-1]:  # pins brought in: a few
+        after = carried[i + 1] if i + 1 < len(carried) else np.nan
+        carried[i] = after if np.isfinite(after) else (carried[i - 1] if i else 0.0)
+    return ruled, np.nan_to_num(carried), applied
+
+
+def shown_rows(
+    merchandising: Merchandising,
+    now: float,
+    query: str | None,
+    category: str | None,
+    rows: np.ndarray,
+    table: RuleTable,
+) -> np.ndarray:
+    """Of ``rows`` (a result set's, for its facets), those no rule in effect
+    hides, nor the out-of-stock policy."""
+    hidden = [
+        table.row_of.get(i) for i in hidden_ids(merchandising.in_effect(now, query, category))
+    ]
+    keep = ~np.isin(rows, [r for r in hidden if r is not None])
+    if merchandising.out_of_stock == "hide":
+        keep &= table.in_stock[rows]
+    return rows[keep]
+
+
 def hidden_ids(rules: Iterable[Rule]) -> set[str]:
     """The items ``rules`` hide."""
     return {r.item_id for r in rules if r.action == "hide" and r.item_id is not None}
