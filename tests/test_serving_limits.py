@@ -96,7 +96,7 @@ def test_an_unhandled_error_is_a_counted_json_500(client):
     def fail(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    client.app.state.service.recommender.recommend = fail
+    client.app.state.service.recommender.recommend_with_rules = fail
     response = client.get("/recommendations/someone")
     assert response.status_code == 500 and response.json() == {"detail": "internal server error"}
     metrics = client.get("/metrics").text

@@ -10,6 +10,7 @@ from fastapi import HTTPException, Query, Request
 from fastapi import Path as PathParam
 
 from shopsense.serving.limits import declared
+from shopsense.serving.query import QueryParameters
 from shopsense.serving.recommendations import Recommendation
 from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import (
@@ -76,29 +77,51 @@ def _recorded(
     return version
 
 
-@router.get("/recommendations/{user_id}", response_model=RecommendationsResponse)
+class AnonymousQuery(QueryParameters):
+    k: K = 10
+    category: Category = None
+    session_id: SessionId = None
+
+
+class UserQuery(AnonymousQuery):
+    exclude_seen: bool = True
+
+
+class SimilarQuery(QueryParameters):
+    k: K = 10
+    user_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="The shopper, for experiments."),
+    ] = None
+    session_id: SessionId = None
+
+
+@router.get(
+    "/recommendations/{user_id}",
+    response_model=RecommendationsResponse,
+    openapi_extra=UserQuery.openapi(),
+)
 async def recommendations_for_user(
-    request: Request,
-    user_id: Annotated[str, PathParam(min_length=1, max_length=200)],
-    k: K = 10,
-    category: Category = None,
-    exclude_seen: bool = True,
-    session_id: SessionId = None,
+    request: Request, user_id: Annotated[str, PathParam(min_length=1, max_length=200)]
 ) -> RecommendationsResponse:
     """Top-k for a user; a user the model never saw gets their live session's
     neighbours or what is popular (never a 404)."""
-    service = service_of(request)
-    work = partial(recommend, service, user_id, session_id, k, category, exclude_seen)
+    service, asked = service_of(request), UserQuery.of(request)
+    work = partial(
+        recommend, service, user_id, asked.session_id, asked.k, asked.category, asked.exclude_seen
+    )
     return await service.on_a_core(work)
 
 
-@router.get("/recommendations", response_model=RecommendationsResponse)
-async def recommendations_anonymous(
-    request: Request, k: K = 10, category: Category = None, session_id: SessionId = None
-) -> RecommendationsResponse:
+@router.get(
+    "/recommendations",
+    response_model=RecommendationsResponse,
+    openapi_extra=AnonymousQuery.openapi(),
+)
+async def recommendations_anonymous(request: Request) -> RecommendationsResponse:
     """Top-k for an anonymous visitor: what is popular (within ``category``)."""
-    service = service_of(request)
-    work = partial(recommend, service, None, session_id, k, category, False)
+    service, asked = service_of(request), AnonymousQuery.of(request)
+    work = partial(recommend, service, None, asked.session_id, asked.k, asked.category, False)
     return await service.on_a_core(work)
 
 
@@ -106,18 +129,13 @@ async def recommendations_anonymous(
     "/items/{item_id}/similar",
     response_model=SimilarResponse,
     responses=declared(404, "An item the catalogue does not hold."),
+    openapi_extra=SimilarQuery.openapi(),
 )
 async def similar_items(
-    request: Request,
-    item_id: Annotated[str, PathParam(max_length=200)],
-    k: K = 10,
-    user_id: Annotated[
-        str | None,
-        Query(min_length=1, max_length=200, description="The shopper, for experiments."),
-    ] = None,
-    session_id: SessionId = None,
+    request: Request, item_id: Annotated[str, PathParam(max_length=200)]
 ) -> SimilarResponse:
-    service = service_of(request)
+    service, asked = service_of(request), SimilarQuery.of(request)
+    k, user_id, session_id = asked.k, asked.user_id, asked.session_id
     request_id = uuid.uuid4().hex
 
     def rank(version: str | None) -> list[Recommendation]:
