@@ -267,6 +267,8 @@ class RecommendationService:
         ids, values = top_k(key[None, :], k)
         keep = np.isfinite(values[0])
         rows = ids[0][keep]
+        if not rules:  # most requests: the stock policy is in ``key`` already
+            return self._explain(rows, scores[rows], user, live), []
         least = values[0][keep][-1] if len(rows) == k else -np.inf
         rows, applied = apply_rules(
             self.merchandising, now, None, category, rows, self._rule_table, pins=False
