@@ -285,14 +285,15 @@ def test_personalization_reorders_for_different_users(lexical, store):
     tops = favourite.value_counts().index[:2]
     user_a = favourite[favourite == tops[0]].index[0]
     user_b = favourite[favourite == tops[1]].index[0]
-    query = f"{tops[0]} {tops[1]}".lower()
-    a = lexical.search(query, user_id=user_a, personalization=2.0, per_page=10)
-    b = lexical.search(query, user_id=user_b, personalization=2.0, per_page=10)
+    query = "made"  # every English description's ("… is made for …")
+    both = {"category": list(tops)}
+    a = lexical.search(query, both, user_id=user_a, personalization=2.0, per_page=10)
+    b = lexical.search(query, both, user_id=user_b, personalization=2.0, per_page=10)
     assert [h.item_id for h in a.hits] != [h.item_id for h in b.hits]
     assert a.hits[0].category.startswith(tops[0])
     assert b.hits[0].category.startswith(tops[1])
-    anonymous = lexical.search(query, per_page=10)
-    assert lexical.search(query, user_id="nobody", per_page=10).hits == anonymous.hits
+    anonymous = lexical.search(query, both, per_page=10)
+    assert lexical.search(query, both, user_id="nobody", per_page=10).hits == anonymous.hits
 
 
 def _profile_events(users: list[str]) -> pd.DataFrame:

@@ -50,7 +50,9 @@ from shopsense.search.index.updates import (
 )
 from shopsense.search.lexical import LexicalIndex
 from shopsense.search.profiles import UserProfiles
+from shopsense.search.query.fallback import fallback_rows
 from shopsense.search.query.log import log_search
+from shopsense.search.query.matching import relaxed_required
 from shopsense.search.query.neighbours import nearest_rows, similar_rows
 from shopsense.search.query.personalize import personalize
 from shopsense.search.query.plan import QueryPlan, plan_query
@@ -121,14 +123,23 @@ class SearchEngine:
 
     # ------------------------------------------------------------- stages
     def analyze(self, query: str) -> QueryPlan:
-        """The query's plan; frequent queries are planned once (typo correction
-        is the costly part), until the catalogue changes."""
+        """The query's plan, its last word completed unless the query ends with
+        a space (search as you type); frequent queries are planned once (typo
+        correction is the costly part), until the catalogue changes."""
         return self._plans.get(query, self._plan)
 
     def _plan(self, query: str) -> QueryPlan:
-        return plan_query(
-            query, self.vocabulary, self.lexical.doc_freq, self._synonyms, self.settings
+        typing = query == query.rstrip()
+        plan = plan_query(
+            query.strip(),
+            self.vocabulary,
+            self.lexical.doc_freq,
+            self._synonyms,
+            self.settings,
+            prefix=typing,
         )
+        plan.required = relaxed_required(plan.word_terms, self.settings, self.lexical.matching)
+        return plan
 
     def encode(self, query: str) -> np.ndarray | None:
         """The query's vector; None without a semantic index or weight."""
@@ -177,7 +188,7 @@ class SearchEngine:
         if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
             raise ShopsenseError(f"page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}")
         filters = Filters.parse(filters)
-        query = query.strip()
+        query = query.lstrip()  # a space at the end says the last word is whole
 
         def answer(_: object = None) -> SearchResults:
             return self._answer(
@@ -216,15 +227,19 @@ class SearchEngine:
         session: pd.DataFrame | None,
     ) -> SearchResults:
         plan = self.analyze(query)
-        if query:
+        fallback = np.empty(0, np.int64)
+        if plan.text:
             found = self._query(plan, filters, user_id, personalization, sort, session)
             rows, score, facet_rows = found
+            if not len(rows):
+                fallback = fallback_rows(self.catalog, filters, per_page)
         else:
             rows, score = browse(self.catalog, filters)
             facet_rows = self.catalog.live_rows
         return present(
-            self.catalog, plan, rows, score, facet_rows, filters, sort, page, per_page, facets
-        )
+            self.catalog, plan, rows, score, facet_rows, filters, sort, page, per_page, facets,
+            fallback,
+        )  # fmt: skip
 
     def _query(
         self,
@@ -242,9 +257,9 @@ class SearchEngine:
         found = self.retrieve(plan, vector, filters)
         facet_rows = found.rows
         if filters.active():
-            # Facet counts ignore the filters (disjunctive); the lexical matches
-            # suffice for them, so the unfiltered pass skips the vector search.
-            everything = self.retrieve(plan, None, Filters())
+            # Facet counts ignore the filters (disjunctive): over the result
+            # set of the query without them, as the facets of another choice.
+            everything = self.retrieve(plan, vector, Filters())
             facet_rows = np.union1d(everything.rows, found.rows)
         rows, score = found.rows, found.score
         if self.ranker is not None and sort == "relevance" and len(rows):
@@ -260,7 +275,7 @@ class SearchEngine:
     def ranked_ids(self, query: str, limit: int = 100) -> list[str]:
         """Item ids of the best ``limit`` results by relevance (for evaluation)."""
         with self._changes.shared():
-            plan = self.analyze(query.strip())
+            plan = self.analyze(query.strip())  # as typed: its last word completed too
             rows, _, _ = self._query(plan, Filters(), None, 0.0, "relevance")
         return self.catalog.strings("item_id", rows[:limit]).tolist()
 

@@ -143,6 +143,25 @@ class LexicalIndex:
                 )
         return tantivy.Query.boolean_query(clauses)
 
+    def match_query(self, word_terms: list[list[str]], required: int):
+        """Documents with at least ``required`` of the words, a word being any
+        of its terms in the title or the text; it scores nothing (a filter)."""
+        import tantivy
+
+        words = []
+        for word in word_terms:
+            fields = [
+                (tantivy.Occur.Should, tantivy.Query.term_set_query(self.schema, name, word))
+                for name in ("title", "text")
+            ]
+            words.append((tantivy.Occur.Should, tantivy.Query.boolean_query(fields)))
+        enough = tantivy.Query.boolean_query(words, minimum_number_should_match=required)
+        return tantivy.Query.const_score_query(enough, 0.0)
+
+    def matching(self, word_terms: list[list[str]], required: int) -> int:
+        """How many documents have at least ``required`` of the words."""
+        return self.searcher.search(self.match_query(word_terms, required), 1).count
+
     def filter_clauses(self, filters: Filters) -> list:
         import tantivy
 
@@ -166,11 +185,14 @@ class LexicalIndex:
             )
         return [tantivy.Query.const_score_query(c, 0.0) for c in clauses]
 
-    def search(self, query, filters: Filters, limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and BM25 scores of the best ``limit`` matches within ``filters``."""
+    def search(
+        self, query, filters: Filters, limit: int, match=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and BM25 scores of the best ``limit`` matches within ``filters``
+        (and ``match``, a ``match_query``)."""
         import tantivy
 
-        clauses = self.filter_clauses(filters)
+        clauses = self.filter_clauses(filters) + ([match] if match is not None else [])
         if clauses:
             query = tantivy.Query.boolean_query(
                 [(tantivy.Occur.Must, query)] + [(tantivy.Occur.Must, c) for c in clauses]

@@ -1,7 +1,8 @@
 """Autocomplete from item titles and the query log.
 
 Every phrase is findable from the start of any of its first words ("dri"
-finds "Cordless Drill"), ranked by popularity: a past query by how often it
+finds "Cordless Drill"; in Chinese, a word jieba finds inside a run: "手"
+finds "便携手机"), ranked by popularity: a past query by how often it
 was searched, a title by its item's popularity. When the prefix finds too
 little, its last word is corrected against the phrases' words (one edit from
 4 letters, two from 8), so "cordles dr" still completes.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shopsense.features.text import CJK, jieba_tokenizer
 from shopsense.search.typo import Vocabulary
 
 KEY_CHARS = 48
@@ -28,6 +30,16 @@ SPACE = re.compile(r"\s+")
 
 def normalize(text: str) -> str:
     return SPACE.sub(" ", text.lower()).strip()
+
+
+def word_starts(text: str) -> list[int]:
+    """Where the first ``WORD_STARTS`` words of a normalized phrase start:
+    after each space, and at each word jieba finds inside a Chinese run."""
+    starts = {0, *(m.end() for m in re.finditer(" ", text))}
+    for run in CJK.finditer(text):
+        for _, start, _ in jieba_tokenizer().tokenize(run.group()):
+            starts.add(run.start() + start)
+    return sorted(starts)[:WORD_STARTS]
 
 
 @dataclass
@@ -80,8 +92,7 @@ class Suggester:
         pairs: list[tuple[str, int]] = []
         for i, text in enumerate(self.texts):
             norm = normalize(text)
-            starts = [0, *[m.end() for m in re.finditer(" ", norm)][: WORD_STARTS - 1]]
-            pairs.extend((norm[s : s + KEY_CHARS], i) for s in starts)
+            pairs.extend((norm[s : s + KEY_CHARS], i) for s in word_starts(norm))
         pairs.sort()
         return [k for k, _ in pairs], np.array([i for _, i in pairs], np.int64)
 
@@ -102,7 +113,7 @@ class Suggester:
         found = self._matches(prefix)
         if len(np.unique(found)) < k:
             head, _, last = prefix.rpartition(" ")
-            for variant in self._prefix_corrections(last):
+            for variant in self.vocabulary.prefix_corrections(last):
                 found = np.concatenate([found, self._matches(f"{head} {variant}".strip())])
         found = np.unique(found)
         order = found[np.argsort(-self.weights[found], kind="stable")]
@@ -118,26 +129,6 @@ class Suggester:
             if len(out) == k:
                 break
         return out
-
-    def _prefix_corrections(self, partial: str) -> list[str]:
-        """Starts of catalog words within the allowed edits of a partly typed word."""
-        from rapidfuzz import process
-        from rapidfuzz.distance import OSA
-
-        edits = self.vocabulary.allowed_edits(partial)
-        if edits == 0:
-            return []
-        starts = self._word_starts(len(partial))
-        matches = process.extract(
-            partial, starts, scorer=OSA.distance, score_cutoff=edits, limit=20
-        )
-        return [m for m, d, _ in matches if d > 0]
-
-    def _word_starts(self, n: int) -> list[str]:
-        cache = self.__dict__.setdefault("_starts", {})
-        if n not in cache:
-            cache[n] = sorted({w[:n] for w in self.vocabulary.counts if len(w) >= n})
-        return cache[n]
 
     def save(self, path: Path) -> None:
         data = {

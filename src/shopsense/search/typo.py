@@ -6,10 +6,16 @@ be one edit away, of ``two_typos`` (8) or more two; a swap of two neighbouring
 letters is one edit. Candidates are compared only against words of a
 compatible length, in C (rapidfuzz), so a correction costs about a
 millisecond on a 50k-word vocabulary.
+
+A word being typed is a prefix: its completions are the catalogue's words
+that start with it, the most frequent first; a partly typed word that starts
+no catalogue word is matched, within the same edits, against the starts of
+words as long as it (``diapr`` against ``diape`` of "diapers").
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections import Counter
 from functools import cached_property
@@ -39,7 +45,8 @@ class Vocabulary:
         for doc in documents:
             for word in set(doc):
                 self.counts[word] = self.counts.get(word, 0) + 1
-        self.__dict__.pop("by_length", None)
+        for derived in ("by_length", "sorted_words", "word_starts"):
+            self.__dict__.pop(derived, None)
 
     @cached_property
     def by_length(self) -> dict[int, tuple[list[str], np.ndarray]]:
@@ -49,6 +56,16 @@ class Vocabulary:
         return {
             n: (ws, np.array([self.counts[w] for w in ws], np.int64)) for n, ws in groups.items()
         }
+
+    @cached_property
+    def sorted_words(self) -> list[str]:
+        """Every word in order, for the completions of a prefix."""
+        return sorted(self.counts)
+
+    @cached_property
+    def word_starts(self) -> dict[int, list[str]]:
+        """The distinct starts of each length, filled as lengths are asked for."""
+        return {}
 
     def allowed_edits(self, word: str) -> int:
         if not word.isascii() or not word.isalpha():
@@ -93,6 +110,31 @@ class Vocabulary:
                     found.append((int(distance), -int(counts[i]), match))
         found.sort()
         return [(w, d) for d, _, w in found[:MAX_CORRECTIONS]]
+
+    def completions(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` words that start with ``prefix`` (the prefix itself
+        too, when it is a word), the most frequent first."""
+        words = self.sorted_words
+        lo = bisect.bisect_left(words, prefix)
+        hi = bisect.bisect_left(words, prefix + "\U0010ffff")
+        return sorted(words[lo:hi], key=lambda w: -self.counts[w])[:limit]
+
+    def prefix_corrections(self, partial: str, limit: int = 20) -> list[str]:
+        """Starts of words, as long as ``partial``, within its allowed edits
+        (not ``partial`` itself), nearest first."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import OSA
+
+        edits = self.allowed_edits(partial)
+        if edits == 0:
+            return []
+        n = len(partial)
+        if n not in self.word_starts:
+            self.word_starts[n] = sorted({w[:n] for w in self.counts if len(w) >= n})
+        matches = process.extract(
+            partial, self.word_starts[n], scorer=OSA.distance, score_cutoff=edits, limit=limit
+        )
+        return [m for m, d, _ in matches if d > 0]
 
     def save(self, path: Path) -> None:
         path.write_text(

@@ -1,5 +1,6 @@
 """Prometheus metrics of the service: requests and their latency per
-endpoint, events accepted, search cache hits, worker processes.
+endpoint, events accepted, search cache hits, searches that found nothing,
+worker processes.
 
 ``/metrics`` is the whole service's, whichever worker answers. A service of
 one process renders its own registry. With several (``serve --workers N``)
@@ -70,6 +71,11 @@ class Metrics:
             search_cache.labels("hit"),
             search_cache.labels("miss"),
         )
+        self._zero_results = Counter(
+            "shopsense_search_zero_results",
+            "Searches whose query matched no item (a browse of the catalogue is not one).",
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count and time one answer. The labelled children are kept per
@@ -89,8 +95,10 @@ class Metrics:
     def events_accepted(self, n: int) -> None:
         self._events.inc(n)
 
-    def search_answered(self, from_cache: bool) -> None:
+    def search_answered(self, from_cache: bool, zero_results: bool) -> None:
         (self._search_hits if from_cache else self._search_misses).inc()
+        if zero_results:
+            self._zero_results.inc()
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self._rendered), CONTENT_TYPE_LATEST

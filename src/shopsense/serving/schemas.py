@@ -63,6 +63,10 @@ class FacetValue(BaseModel):
 
 
 class SearchResponse(Experimented):
+    """A page of the items the query matches (``total`` of them: enough of its
+    words, or near enough in meaning); none and ``total`` 0 when it matches
+    nothing, with ``did_you_mean`` where a correction exists and ``fallback``."""
+
     query: str
     hits: list[Hit]
     total: int
@@ -74,6 +78,10 @@ class SearchResponse(Experimented):
     from_cache: bool = Field(
         description="answered from the cache of recent anonymous searches (dropped on any "
         "catalogue change)"
+    )
+    fallback: list[Hit] = Field(
+        description="when the query matched nothing (total 0, no hits): popular items "
+        "within the filters, for a 'no results for …' page; empty otherwise"
     )
 
 

@@ -14,13 +14,32 @@ from shopsense.search.query.fusion import FUSION_METHODS
 
 @dataclass
 class SearchSettings:
-    """Ranking and tolerance knobs, saved with the index (``settings.json``)."""
+    """Ranking and tolerance knobs, saved with the index (``settings.json``).
+
+    The result set (``query.matching``): an item matches a query of n words
+    when it has at least ``required_words(n)`` of them (all of them up to
+    ``matching_all_up_to`` words, ``matching_share`` of them, rounded up,
+    beyond; one word fewer, down to half of them, while fewer than
+    ``matching_min_hits`` items have that many), or when its vector's
+    cosine to the query's is at least ``semantic_min_score`` (for a query
+    with Chinese, only where the encoder reads Chinese:
+    ``semantic_reads_chinese``). The last word
+    of a query, unless the query ends with a space, also matches its
+    ``prefix_expansions`` most frequent completions, which score
+    ``prefix_weight``.
+    """
 
     title_boost: float = 2.0
     fusion: str = "convex"
     semantic_weight: float = 0.3
     rrf_k: float = 60.0
-    semantic_min_score: float = 0.2
+    semantic_min_score: float = 0.5
+    semantic_reads_chinese: bool = False  # the shipped MiniLM reads English only
+    matching_all_up_to: int = 3
+    matching_share: float = 0.75
+    matching_min_hits: int = 10
+    prefix_weight: float = 0.5
+    prefix_expansions: int = 30
     max_hits: int = 1000
     semantic_k: int = 100
     rerank_depth: int = 200
@@ -42,6 +61,12 @@ class SearchSettings:
             raise ShopsenseError("semantic_weight must be between 0 and 1")
         if self.max_hits < 1 or self.semantic_k < 0:
             raise ShopsenseError("max_hits must be positive and semantic_k not negative")
+        if self.matching_all_up_to < 1 or not 0.0 < self.matching_share <= 1.0:
+            raise ShopsenseError(
+                "matching_all_up_to must be at least 1 and matching_share in (0, 1]"
+            )
+        if self.prefix_expansions < 0 or self.matching_min_hits < 0:
+            raise ShopsenseError("prefix_expansions and matching_min_hits must not be negative")
 
     def save(self, folder: Path) -> None:
         """``settings.json``, with the text analysis version the index was built by."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +48,8 @@ class SearchResults:
     request_id: str
     took_ms: float
     from_cache: bool = False  # answered from the cache of anonymous searches
+    # A query that matched nothing: popular items to show apart, never as hits.
+    fallback: list[Hit] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,17 +66,19 @@ def present(
     page: int,
     per_page: int,
     facets: bool,
+    fallback: np.ndarray,
 ) -> SearchResults:
     """The page of ``rows`` (relevance order, with their scores) in ``sort``,
-    with the facets counted over ``facet_rows``; the request id and timing
-    are the caller's to fill in."""
+    with the facets counted over ``facet_rows`` and the ``fallback`` rows
+    (popularity their score); the request id and timing are the caller's to
+    fill in."""
     if sort != "relevance":
         rows, score = sorted_by(rows, score, sort_key(catalog, sort, rows))
     start = (page - 1) * per_page
     shown = rows[start : start + per_page]
     return SearchResults(
         query=plan.text,
-        hits=hits(catalog, shown, score[start : start + per_page], plan),
+        hits=page_hits(catalog, shown, score[start : start + per_page], plan),
         total=len(rows),
         page=page,
         per_page=per_page,
@@ -82,6 +86,7 @@ def present(
         did_you_mean=plan.did_you_mean,
         request_id="",
         took_ms=0.0,
+        fallback=page_hits(catalog, fallback, catalog.popularity[fallback], plan),
     )
 
 
@@ -105,7 +110,7 @@ def sorted_by(
     return rows[order], score[order]
 
 
-def hits(catalog: Catalog, rows: np.ndarray, scores: np.ndarray, plan: QueryPlan) -> list[Hit]:
+def page_hits(catalog: Catalog, rows: np.ndarray, scores: np.ndarray, plan: QueryPlan) -> list[Hit]:
     """The shown ``rows`` as hits, their titles highlighted by the plan's terms."""
     c = catalog
     columns = {n: c.strings(n, rows) for n in ("item_id", "title", "brand", "category")}

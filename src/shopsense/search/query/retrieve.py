@@ -3,8 +3,13 @@ each within the filters, fused into one list.
 
 Filters are applied inside both retrievers, so a selective filter still gets
 the best matches within it rather than what is left of the unfiltered best.
-A semantic match below ``semantic_min_score`` is dropped: past it, nearness
-in the vector space says little. A query of no terms has no candidates.
+Only what matches the query is retrieved (``query.matching``): lexically,
+enough of its words; semantically, a cosine of at least
+``semantic_min_score``. An encoder that reads no Chinese (the shipped
+MiniLM: it puts any two Chinese texts near, and on the synthetic store most
+of a Chinese noun's neighbours above the threshold are of another category)
+matches no Chinese query; its words do. A query of no terms has no
+candidates.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shopsense.features.text import CJK
 from shopsense.search.catalog import Catalog, Filters
 from shopsense.search.index.settings import SearchSettings
 from shopsense.search.lexical import LexicalIndex
@@ -57,13 +63,15 @@ def retrieve(
     lex_rows, lex_scores = np.empty(0, np.int64), np.empty(0, np.float32)
     if plan.terms:
         text_query = lexical.text_query(plan.terms, s.title_boost)
-        lex_rows, lex_scores = lexical.search(text_query, filters, s.max_hits)
+        match = lexical.match_query(plan.word_terms, plan.required)
+        lex_rows, lex_scores = lexical.search(text_query, filters, s.max_hits, match)
         live = ~catalog.deleted[lex_rows]
         lex_rows, lex_scores = lex_rows[live], lex_scores[live]
         lists.append((lex_rows, lex_scores))
         list_weights.append(1.0 - s.semantic_weight)
     sem_rows, sem_scores = np.empty(0, np.int64), np.empty(0, np.float32)
-    if query_vector is not None and vectors is not None and s.semantic_weight > 0:
+    reads = s.semantic_reads_chinese or not CJK.search(plan.text)
+    if query_vector is not None and vectors is not None and s.semantic_weight > 0 and reads:
         allowed = None
         if filters.active() or catalog.deleted.any():
             allowed = np.zeros(catalog.n_rows, bool)

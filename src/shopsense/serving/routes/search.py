@@ -12,6 +12,7 @@ import pandas as pd
 from fastapi import Query, Request
 
 from shopsense.search.analysis import MAX_QUERY_CHARS
+from shopsense.search.query.log import zero_results
 from shopsense.serving.limits import declared
 from shopsense.serving.routes import concern_router
 from shopsense.serving.schemas import Attribute, SearchResponse, SessionId, SuggestionOut
@@ -89,7 +90,7 @@ def personal_search(
     request_id = uuid.uuid4().hex
     shown = service.show("search", user_id or session_id, request_id, rank, _id, per_page)
     results = answered[0]
-    service.metrics.search_answered(results.from_cache)
+    service.metrics.search_answered(results.from_cache, zero_results(results))
     ids = [h.item_id for h in shown.items]
     query = q.strip()
     service.record("search", request_id, shown, ids, user_id, session_id, None, query)

@@ -71,16 +71,25 @@ async function search(page = 1) {
   state.lastSearch = data;
   $("product-view").hidden = true;
   $("results-view").hidden = false;
+  const none = data.total === 0 && data.query !== "";
+  $("result-count").hidden = none;
   $("result-count").textContent = `${data.total} results for “${data.query}”`;
-  const dym = $("did-you-mean");
-  dym.hidden = !data.did_you_mean;
-  dym.textContent = data.did_you_mean ? `Did you mean: ${data.did_you_mean}?` : "";
+  $("did-you-mean").hidden = !data.did_you_mean;
+  $("did-you-mean-link").textContent = data.did_you_mean || "";
   $("results").replaceChildren(...data.hits.map((hit) => {
     const li = card(hit, hit.brand);
     li.onclick = async () => {
       await postEvent("click", hit.item_id, { request_id: data.request_id, query: data.query });
       openProduct(hit.item_id);
     };
+    return li;
+  }));
+  // Nothing matched: say so, and show the popular items the service offers apart.
+  $("no-results").hidden = !none;
+  $("no-results-title").textContent = `No results for “${data.query}”`;
+  $("fallback").replaceChildren(...data.fallback.map((item) => {
+    const li = card(item, item.brand);
+    li.onclick = () => openProduct(item.item_id);
     return li;
   }));
   renderFacets(data.facets);
@@ -174,6 +183,11 @@ function submitSearch() {
   search();
 }
 
+$("did-you-mean-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  $("q").value = $("did-you-mean-link").textContent;
+  submitSearch();
+});
 $("q").addEventListener("keydown", (event) => { if (event.key === "Escape") $("suggestions").replaceChildren(); });
 $("search-form").addEventListener("submit", (event) => { event.preventDefault(); submitSearch(); });
 $("home").addEventListener("click", (event) => {
