@@ -507,8 +507,9 @@ class LiveAnalytics:
 
 # ----------------------------------------------------------------- Prometheus
 class ImpressionCounters:
-    """Prometheus counters of the impressions stored, by placement and arm
-    (``default`` outside experiments), and of searches that found nothing.
+    """A Prometheus counter of the impressions stored, by placement and arm
+    (``default`` outside experiments). Searches that found nothing are
+    counted where they are answered (``Metrics.search_answered``).
 
     Counted by the impression writer as it stores a batch
     (:meth:`count`), so the request path pays nothing, and counted once
@@ -522,20 +523,11 @@ class ImpressionCounters:
             ["placement", "experiment", "arm"],
             registry=registry,
         )
-        self._zero_results = Counter(
-            "shopsense_zero_result_searches",
-            "Searches that found nothing.",
-            registry=registry,
-        )
 
     def count(self, impressions: Iterable[Impression]) -> None:
         tally: collections.Counter[tuple[str, str, str]] = collections.Counter()
-        zero_results = 0
         for impression in impressions:
             experiment = impression.experiment or "none"
             tally[impression.placement, experiment, impression.arm or DEFAULT_ARM] += 1
-            zero_results += impression.placement == "search" and not impression.items
         for (placement, experiment, arm), n in tally.items():
             self._impressions.labels(placement, experiment, arm).inc(n)
-        if zero_results:
-            self._zero_results.inc(zero_results)
