@@ -4,8 +4,7 @@ and Chinese) gets only hits within its range; on Home Depot's held-out
 judgments, NDCG@10 with and without the stage (its queries name measures,
 none of which may become a price), and how many queries it reads anything in.
 
-The stage is applied here as the engine is to apply it: the query's filters
-merged into the search's, its text left searched (``searched``).
+Through the engine: ``search(understand=...)`` and ``ranked_ids(understand=...)``.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from shopsense.data.synthetic_vocab import TOPS
 from shopsense.search.engine import SearchEngine, build_index
 from shopsense.search.evaluate import evaluate_search, load_judgments, split_queries
 from shopsense.search.index.settings import SearchSettings
-from shopsense.search.query.understand import QueryVocabulary, Understanding, understand
 
 # {noun}: a leaf's noun; {p}: a limit; {a}, {b}: a range's ends.
 TEMPLATES = (
@@ -83,20 +81,18 @@ def synthetic_price_intents(n_items: int = 5_000) -> dict:
             settings=SearchSettings(embedding_cache=str(CACHE)),
         )
         torch.set_num_threads(1)
-        vocabulary = QueryVocabulary().fit(engine.catalog)
         out: dict = {"items": n_items, "queries": len(intents)}
         for stage in (True, False):
             respected = read = with_hits = 0
             missed = []
             for query, low, high in intents:
-                understood = searched(query, vocabulary, stage)
-                results = engine.search(understood.text, understood.filters(), per_page=100)
+                results = engine.search(query, per_page=100, understand=stage)
                 prices = np.array([h.price for h in results.hits if h.price is not None])
                 within = bool(
                     (low is None or (prices >= low).all())
                     and (high is None or (prices <= high).all())
                 )
-                asked = [(r.price_min, r.price_max) for r in understood.readings]
+                asked = [(r.price_min, r.price_max) for r in results.understood.readings]
                 read += (low, high) in asked
                 with_hits += bool(len(results.hits))
                 respected += within and bool(len(results.hits))
@@ -143,9 +139,8 @@ def home_depot() -> dict:
             items, Path(tmp) / "index", settings=SearchSettings(embedding_cache=str(CACHE))
         )
         torch.set_num_threads(1)
-        vocabulary = QueryVocabulary().fit(engine.catalog)
         texts = list(judgments.queries.values())
-        read = [t for t in texts if searched(t, vocabulary, True).readings]
+        read = [t for t in texts if engine.understanding(t, True, ()).readings]
         out: dict = {
             "heldout_queries": len(held),
             "queries_read": len(read),
@@ -154,7 +149,7 @@ def home_depot() -> dict:
         for name, weight in (("lexical", 0.0), ("hybrid", SearchSettings().semantic_weight)):
             engine.settings.semantic_weight = weight
             out[name] = {
-                label: evaluate_search(_ranking(engine, vocabulary, stage), held_out)["NDCG@10"]
+                label: evaluate_search(_ranking(engine, stage), held_out)["NDCG@10"]
                 for label, stage in (("with", True), ("without", False))
             }
     print(
@@ -166,18 +161,11 @@ def home_depot() -> dict:
     return out
 
 
-def searched(query: str, vocabulary: QueryVocabulary, stage: bool) -> Understanding:
-    """What the engine searches for ``query``: with the stage, what it reads;
-    without, the query as it is."""
-    return understand(query, vocabulary) if stage else Understanding(query, query)
-
-
-def _ranking(engine: SearchEngine, vocabulary: QueryVocabulary, stage: bool):
+def _ranking(engine: SearchEngine, stage: bool):
     def rank(query: str) -> list[str]:
-        understood = searched(query, vocabulary, stage)
-        if understood.filters().active():  # ranked_ids takes no filters
+        if stage and engine.understanding(query, True, ()).filters().active():
             raise ValueError(f"a Home Depot query read as a filter: {query!r}")
-        return engine.ranked_ids(understood.text, 100)
+        return engine.ranked_ids(query, 100, understand=stage)
 
     return rank
 

@@ -1,17 +1,21 @@
 """The search engine: opens an index folder and answers queries with filters,
-facets, sorting, typo tolerance, synonyms, highlighting, personalization and
-autocomplete; applies catalogue changes to it.
+facets, sorting, typo tolerance, synonyms, highlighting, personalization,
+query understanding, merchandising rules and autocomplete; applies catalogue
+changes to it.
 
 ``SearchEngine`` is a facade over the stages, each in a module named for it:
-a query is planned once (``query.plan``), retrieved by BM25 and by embedding
-similarity and fused (``query.retrieve``), re-ranked by the learnt ranker
-when the index has one (``ranking.model``), personalized
-(``query.personalize``), then sorted, paged and highlighted
-(``query.present``). Facets are counted over the first ``max_hits`` matches
-of the query (as Meilisearch's ``maxTotalHits``) and ignore the filters
-(disjunctive). Building is ``index.build`` and changes ``index.updates``; the
-engine holds the lock that lets searches run while a change is embedded and
-wait only while it is applied.
+a query is read for a price, brands, categories and attributes
+(``query.understand``), its text planned once (``query.plan``), retrieved
+by BM25 and by embedding similarity and fused (``query.retrieve``),
+re-ranked by the learnt ranker when the index has one (``ranking.model``),
+lifted where it has what was read as a boost, personalized
+(``query.personalize``), then sorted, ordered by the merchandising rules
+(``query.merchandise``), paged and highlighted (``query.present``). Facets
+are counted over the first ``max_hits`` matches of the query (as
+Meilisearch's ``maxTotalHits``) and ignore the filters (disjunctive).
+Building is ``index.build`` and changes ``index.updates``; the engine holds
+the lock that lets searches run while a change is embedded and wait only
+while it is applied.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,7 @@ from shopsense.search.profiles import UserProfiles
 from shopsense.search.query.fallback import fallback_rows
 from shopsense.search.query.log import log_search
 from shopsense.search.query.matching import relaxed_required
+from shopsense.search.query.merchandise import ResultRules
 from shopsense.search.query.neighbours import nearest_rows, similar_rows
 from shopsense.search.query.personalize import personalize
 from shopsense.search.query.plan import QueryPlan, plan_query
@@ -65,8 +71,16 @@ from shopsense.search.query.present import (
     present,
 )
 from shopsense.search.query.retrieve import Candidates, browse, retrieve
+from shopsense.search.query.understand import (
+    QueryVocabulary,
+    Understanding,
+    boosted,
+    ignored_kinds,
+    understand,
+)
 from shopsense.search.ranking.features import RankingContext
 from shopsense.search.ranking.model import Ranker
+from shopsense.search.rules import Merchandising
 from shopsense.search.semantic import QueryEncoder, VectorIndex
 from shopsense.search.suggest import Suggester, Suggestion
 from shopsense.search.typo import Vocabulary
@@ -102,6 +116,8 @@ class SearchEngine:
         )
         ranker = folder / "ranker.txt"
         self.ranker = Ranker.load(ranker) if ranker.is_file() else None
+        self.query_vocabulary = QueryVocabulary().fit(self.catalog)
+        self.merchandising = Merchandising.load(folder)
         self.log_path: Path | None = None
         self._synonyms = self.settings.synonym_map()
         self._plans: LRUCache[str, QueryPlan] = LRUCache(PLAN_CACHE)
@@ -171,13 +187,18 @@ class SearchEngine:
         personalization: float | None = None,
         facets: bool = True,
         session: pd.DataFrame | None = None,
+        understand: bool = True,
+        ignore: Collection[str] = (),
     ) -> SearchResults:
         """One search: ``query`` (empty to browse), ``filters`` such as
         ``{"brand": ["Acme"], "price_max": 50}``, a sort of ``SORTS``, a page.
         With ``user_id``, results lean toward the categories and brands of the
         user's events in the index and of their live ``session`` (item_id,
         type, timestamp: what they did since), by ``personalization``
-        (default: the index setting)."""
+        (default: the index setting). ``understand`` reads the query for a
+        price, brands, categories and attributes (``understood``), but the
+        kinds in ``ignore``; the index's merchandising rules then order the
+        result (``rules_applied``)."""
         started = time.perf_counter()
         if not isinstance(query, str):
             raise ShopsenseError("query must be text")
@@ -189,16 +210,21 @@ class SearchEngine:
             raise ShopsenseError(f"page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}")
         filters = Filters.parse(filters)
         query = query.lstrip()  # a space at the end says the last word is whole
+        ignored = ignored_kinds(ignore)
+        now = time.time()
 
         def answer(_: object = None) -> SearchResults:
+            understood = self.understanding(query, understand, ignored)
             return self._answer(
-                query, filters, sort, page, per_page, user_id, personalization, facets, session
-            )
+                understood, filters, sort, page, per_page, user_id, personalization, facets,
+                session, now,
+            )  # fmt: skip
 
         with self._changes.shared():
             if user_id is None:  # anonymous: the same request, the same page
-                key = (query, repr(filters), sort, page, per_page, facets)
+                key = (query, repr(filters), sort, page, per_page, facets, understand, ignored)
                 key += (self.ranker, repr(self.settings))  # either may be swapped in place
+                key += (self._rules_in_window(now),)  # a window opening changes the page
                 cached = key in self._results
                 page_of = self._results.get(key, answer)
             else:
@@ -214,10 +240,20 @@ class SearchEngine:
             log_search(self.log_path, results, user_id)
         return results
 
+    def understanding(self, query: str, enabled: bool, ignore: Collection[str]) -> Understanding:
+        """What ``query`` is read for, as the index's settings say (nothing when
+        not ``enabled``), but the kinds in ``ignore``."""
+        if not enabled:
+            return Understanding(query, query)
+        return understand(query, self.query_vocabulary, self.settings.understanding, ignore)
+
+    def _rules_in_window(self, now: float) -> tuple[str, ...]:
+        return tuple(r.id for r in self.merchandising.rules if r.in_window(now))
+
     def _answer(
         self,
-        query: str,
-        filters: Filters,
+        understood: Understanding,
+        caller_filters: Filters,
         sort: str,
         page: int,
         per_page: int,
@@ -225,33 +261,39 @@ class SearchEngine:
         personalization: float | None,
         facets: bool,
         session: pd.DataFrame | None,
+        now: float,
     ) -> SearchResults:
-        plan = self.analyze(query)
+        filters = understood.filters(caller_filters)
+        plan = self.analyze(understood.text)
+        rows, score, facet_rows = self._found(
+            plan, understood, filters, user_id, personalization, sort, session
+        )
         fallback = np.empty(0, np.int64)
-        if plan.text:
-            found = self._query(plan, filters, user_id, personalization, sort, session)
-            rows, score, facet_rows = found
-            if not len(rows):
-                fallback = fallback_rows(self.catalog, filters, per_page)
-        else:
-            rows, score = browse(self.catalog, filters)
-            facet_rows = self.catalog.live_rows
+        if plan.text and not len(rows):
+            fallback = fallback_rows(self.catalog, filters, per_page)
+        rules = ResultRules.of(self.merchandising, now, understood.query, filters)
         return present(
             self.catalog, plan, rows, score, facet_rows, filters, sort, page, per_page, facets,
-            fallback,
+            fallback, understood, rules,
         )  # fmt: skip
 
-    def _query(
+    def _found(
         self,
         plan: QueryPlan,
+        understood: Understanding,
         filters: Filters,
         user_id: str | None,
         personalization: float | None,
         sort: str,
         session: pd.DataFrame | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A plan's rows in relevance order with their scores, and the rows its
-        facets are counted over."""
+        """The rows a plan matches within ``filters`` in relevance order, with
+        their scores, and the rows its facets are counted over; a plan of no
+        text (no query, or one read whole into filters: "under 50") browses
+        the filters."""
+        if not plan.text:
+            rows, score = browse(self.catalog, filters)
+            return rows, score, self.catalog.live_rows
         # A query of no words ("*", "((") matches nothing; its vector would be noise.
         vector = self.encode(plan.semantic_text) if plan.terms else None
         found = self.retrieve(plan, vector, filters)
@@ -266,18 +308,25 @@ class SearchEngine:
             rows, score = self.ranker.rerank(
                 self.ranking_context(), plan, vector, found, self.settings.rerank_depth
             )
+        lift = self.settings.understanding.boost
+        rows, score = boosted(rows, score, understood.boosts(), self.catalog, lift)
         strength = self.settings.personalization if personalization is None else personalization
         rows, score = personalize(
             rows, score, user_id, session, strength, self.profiles, self.catalog
         )
         return rows, score, facet_rows
 
-    def ranked_ids(self, query: str, limit: int = 100) -> list[str]:
-        """Item ids of the best ``limit`` results by relevance (for evaluation)."""
+    def ranked_ids(
+        self, query: str, limit: int = 100, understand: bool = True, ignore: Collection[str] = ()
+    ) -> list[str]:
+        """Item ids of the best ``limit`` results by relevance (for evaluation),
+        the query (as typed: its last word completed too) read as ``search``
+        reads it; no rules, no personalization."""
         with self._changes.shared():
-            plan = self.analyze(query.strip())  # as typed: its last word completed too
-            rows, _, _ = self._query(plan, Filters(), None, 0.0, "relevance")
-        return self.catalog.strings("item_id", rows[:limit]).tolist()
+            understood = self.understanding(query.strip(), understand, ignored_kinds(ignore))
+            plan = self.analyze(understood.text)
+            found = self._found(plan, understood, understood.filters(), None, 0.0, "relevance")
+        return self.catalog.strings("item_id", found[0][:limit]).tolist()
 
     def similar_items(self, item_id: str, k: int = 10) -> list[Hit]:
         """The ``k`` live items nearest to ``item_id`` by their text's vectors
@@ -349,6 +398,13 @@ class SearchEngine:
                 self._saved()
         return len(rows)
 
+    def use_merchandising(self, merchandising: Merchandising) -> None:
+        """Order results by these rules and out-of-stock policy from now on
+        (saving them is the caller's: a service's change log, ``shopsense rules``)."""
+        with self._changes.exclusive():
+            self.merchandising = merchandising
+            self._results.clear()
+
     def erase_user(self, user_id: str) -> int:
         """Forget the user's profile, in memory and in the index folder; returns
         how many of their events the folder's profiles held."""
@@ -394,8 +450,10 @@ class SearchEngine:
     def _saved(self) -> None:
         """Every change to the index ends here: autocomplete rebuilt over the
         changed catalogue, the query plans made against the old vocabulary and
-        the results of the old catalogue forgotten, the parts written."""
+        the results of the old catalogue forgotten, the brands, categories and
+        attribute values a query is read for found again, the parts written."""
         self.suggester = rebuilt_suggester(self.folder, self.catalog)
+        self.query_vocabulary = QueryVocabulary().fit(self.catalog)
         self.clear_caches()
         save_changes(self.folder, self.catalog, self.vocabulary, self.suggester, self.vectors)
 

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from shopsense.errors import ShopsenseError
 from shopsense.search.analysis import ANALYSIS_VERSION
 from shopsense.search.query.fusion import FUSION_METHODS
+from shopsense.search.query.understand import UnderstandingSettings
 
 
 @dataclass
@@ -27,6 +28,10 @@ class SearchSettings:
     of a query, unless the query ends with a space, also matches its
     ``prefix_expansions`` most frequent completions, which score
     ``prefix_weight``.
+
+    ``understanding`` says how a query's price, brand, category and
+    attribute readings apply (``query.understand``): by default a price
+    filters and the others boost.
     """
 
     title_boost: float = 2.0
@@ -53,8 +58,17 @@ class SearchSettings:
     model_path: str | None = None
     embedding_cache: str | None = None
     synonyms: list[list[str]] = field(default_factory=list)
+    understanding: UnderstandingSettings = field(default_factory=UnderstandingSettings)
+
+    def __post_init__(self) -> None:
+        self.understanding = _understanding(self.understanding)
 
     def check(self) -> None:
+        """Refuse a bad value; ``understanding`` set as a JSON object (``index
+        --setting understanding={"brand": "filter"}``) is read here, over the
+        defaults."""
+        self.understanding = _understanding(self.understanding)
+        self.understanding.check()
         if self.fusion not in FUSION_METHODS:
             raise ShopsenseError(f"fusion must be one of {', '.join(FUSION_METHODS)}")
         if not 0.0 <= self.semantic_weight <= 1.0:
@@ -89,6 +103,19 @@ class SearchSettings:
             for word in group:
                 out.setdefault(word.lower(), []).extend(w for w in group if w != word)
         return out
+
+
+def _understanding(value: UnderstandingSettings | dict) -> UnderstandingSettings:
+    """``value`` as ``UnderstandingSettings`` (from settings.json or ``--setting``)."""
+    if isinstance(value, UnderstandingSettings):
+        return value
+    if not isinstance(value, dict):
+        raise ShopsenseError('understanding is an object such as {"price": "filter"}')
+    try:
+        return UnderstandingSettings(**value)
+    except TypeError:
+        known = ", ".join(f.name for f in fields(UnderstandingSettings))
+        raise ShopsenseError(f"understanding takes {known}") from None
 
 
 def load_synonyms(path: Path) -> list[list[str]]:

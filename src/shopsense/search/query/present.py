@@ -1,5 +1,5 @@
-"""Presenting results: the sort a shopper chose, the page, each hit's fields
-and highlighted title, and the facets.
+"""Presenting results: the sort a shopper chose, the merchandising rules,
+the page, each hit's fields and highlighted title, and the facets.
 
 A sort other than relevance is stable over the relevance order, so items
 equal on price (or without one, which go last) keep their relevance order.
@@ -18,7 +18,9 @@ import pandas as pd
 
 from shopsense.search.analysis import segment, stem
 from shopsense.search.catalog import Catalog, Filters
+from shopsense.search.query.merchandise import ResultRules
 from shopsense.search.query.plan import QueryPlan
+from shopsense.search.query.understand import Understanding
 
 SORTS = ("relevance", "price_asc", "price_desc", "popularity", "newest")
 MAX_PER_PAGE = 100
@@ -50,6 +52,9 @@ class SearchResults:
     from_cache: bool = False  # answered from the cache of anonymous searches
     # A query that matched nothing: popular items to show apart, never as hits.
     fallback: list[Hit] = field(default_factory=list)
+    # What the query was read for (its filters and boosts) and the text matched.
+    understood: Understanding | None = None
+    rules_applied: list[str] = field(default_factory=list)  # ids of the rules that changed it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,26 +72,33 @@ def present(
     per_page: int,
     facets: bool,
     fallback: np.ndarray,
+    understood: Understanding,
+    rules: ResultRules,
 ) -> SearchResults:
-    """The page of ``rows`` (relevance order, with their scores) in ``sort``,
-    with the facets counted over ``facet_rows`` and the ``fallback`` rows
-    (popularity their score); the request id and timing are the caller's to
-    fill in."""
+    """The page of ``rows`` (relevance order, with their scores) in ``sort``
+    and then as the ``rules`` order them, with the facets counted over
+    ``facet_rows`` and the ``fallback`` rows (popularity their score), less
+    what the rules hide; the request id and timing are the caller's to fill
+    in."""
     if sort != "relevance":
         rows, score = sorted_by(rows, score, sort_key(catalog, sort, rows))
+    rows, score, applied = rules.ordered(rows, score, catalog)
+    fallback = rules.shown(fallback, catalog)
     start = (page - 1) * per_page
     shown = rows[start : start + per_page]
     return SearchResults(
-        query=plan.text,
+        query=understood.query.strip(),
         hits=page_hits(catalog, shown, score[start : start + per_page], plan),
         total=len(rows),
         page=page,
         per_page=per_page,
-        facets=catalog.facets(facet_rows, filters) if facets else {},
+        facets=catalog.facets(rules.shown(facet_rows, catalog), filters) if facets else {},
         did_you_mean=plan.did_you_mean,
         request_id="",
         took_ms=0.0,
         fallback=page_hits(catalog, fallback, catalog.popularity[fallback], plan),
+        understood=understood,
+        rules_applied=applied,
     )
 
 

@@ -370,11 +370,7 @@ def understand(
     ``settings`` say, except the kinds in ``ignore`` (of ``KINDS``), whose
     words stay text."""
     settings = settings or UnderstandingSettings()
-    unknown = set(ignore) - set(KINDS)
-    if unknown:
-        raise ShopsenseError(
-            f"cannot ignore {', '.join(sorted(unknown))}: choose from {', '.join(KINDS)}"
-        )
+    ignore = ignored_kinds(ignore)
     kinds = [k for k in KINDS if k not in ignore and settings.mode(k) != "off"]
     readings: list[Reading] = []
     text = query
@@ -388,6 +384,18 @@ def understand(
         named_readings, text = _read_names(text, vocabulary, named, settings)
         readings += named_readings
     return Understanding(query, text, readings)
+
+
+def ignored_kinds(ignore: Collection[str]) -> tuple[str, ...]:
+    """The kinds ``ignore`` names, in ``KINDS``' order; an unknown one is an error."""
+    if isinstance(ignore, str):
+        ignore = [ignore]
+    unknown = set(ignore) - set(KINDS)
+    if unknown:
+        raise ShopsenseError(
+            f"cannot ignore {', '.join(sorted(unknown))}: choose from {', '.join(KINDS)}"
+        )
+    return tuple(k for k in KINDS if k in ignore)
 
 
 def _read_names(
