@@ -197,3 +197,17 @@ def test_the_rules_commands_work_on_an_index_folder(served, store, tmp_path):
     after = Merchandising.load(index)
     assert [r.id for r in after.rules] == ["b1", "h1"] and after.out_of_stock == "hide"
     assert "no rule" in str(run("delete", "p1").exception)
+
+
+def test_search_answers_name_the_rules_that_changed_them(client, store):
+    query = str(store.items["title"].iloc[0]).split()[0]
+    before = client.get("/search", params={"q": query}).json()
+    assert before["rules_applied"] == [] and before["hits"]
+    top = before["hits"][0]["item_id"]
+    rule = {"id": "no-top", "action": "hide", "item_id": top}
+    assert client.put("/admin/rules", json=rule, headers=ADMIN).status_code == 200
+    after = client.get("/search", params={"q": query}).json()  # not the cached page
+    assert after["rules_applied"] == ["no-top"] and top not in {h["item_id"] for h in after["hits"]}
+    assert after["total"] == before["total"] - 1
+    client.delete("/admin/rules/no-top", headers=ADMIN)
+    assert client.get("/search", params={"q": query}).json()["hits"] == before["hits"]

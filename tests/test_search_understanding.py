@@ -10,8 +10,12 @@ import pytest
 from shopsense.errors import ShopsenseError
 from shopsense.search.engine import SearchEngine, build_index
 from shopsense.search.index.settings import SearchSettings
-from shopsense.search.query.understand import UnderstandingSettings
+from shopsense.search.query.understand import KINDS, UnderstandingSettings
+from shopsense.serving.routes.search import SearchQuery
 from tests.test_query_understanding import ITEMS
+from tests.test_serving_replicas import served, worker
+
+__all__ = ["served"]  # the fixture: a model registry and a lexical index of the store
 
 
 @pytest.fixture
@@ -83,3 +87,42 @@ def test_a_brand_added_to_the_catalogue_is_read_in_queries(engine):
     engine.upsert(new)
     read = engine.search("zorblax mat").understood.readings
     assert [(r.kind, r.values) for r in read] == [("brand", ("Zorblax",))]
+
+
+@pytest.fixture
+def client(served, store_dir, tmp_path):
+    with worker(served, store_dir, str(tmp_path / "state.db")) as c:
+        yield c
+
+
+def test_search_says_what_it_read_and_takes_understand_and_ignore(client, store):
+    titles = store.items["title"].str.lower()
+    noun = str(titles.str.split().explode().value_counts().index[0])
+    limit = float(store.items.loc[titles.str.contains(noun, regex=False), "price"].median())
+    query = f"{noun} under {limit:.0f}"
+    body = client.get("/search", params={"q": query, "per_page": 100}).json()
+    assert body["hits"] and all(h["price"] <= round(limit) for h in body["hits"])
+    assert body["query"] == query
+    [price] = [r for r in body["understood"]["readings"] if r["kind"] == "price"]
+    assert price["price_max"] == round(limit) and price["applied"] == "filter"
+    assert body["understood"]["text"].strip() == noun
+    for params in ({"ignore": "price,brand"}, {"ignore": ["price", "brand"]}):
+        ignored = client.get("/search", params={"q": query, **params}).json()
+        kinds = {r["kind"] for r in ignored["understood"]["readings"]}
+        assert not kinds & {"price", "brand"}, params
+    off = client.get("/search", params={"q": query, "understand": "false"}).json()
+    assert off["understood"] == {"text": query, "readings": []}
+    for bad in ({"ignore": "colour"}, {"ignore": ""}, {"ignore": "price,"}):
+        refused = client.get("/search", params={"q": query, **bad})
+        assert refused.status_code == 422 and "ignore" in refused.text, bad
+    backwards = client.get("/search", params={"q": "x", "price_min": 9, "price_max": 2})
+    assert backwards.status_code == 422 and "price_min" in backwards.text
+
+
+def test_the_spec_lists_every_search_and_suggest_parameter(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    search = {p["name"] for p in paths["/search"]["get"]["parameters"]}
+    assert search == set(SearchQuery.model_fields) >= {"q", "attribute", "understand", "ignore"}
+    ignore = next(p for p in paths["/search"]["get"]["parameters"] if p["name"] == "ignore")
+    assert ignore["schema"]["items"]["enum"] == list(KINDS)
+    assert {p["name"] for p in paths["/suggest"]["get"]["parameters"]} == {"q", "k"}

@@ -62,6 +62,30 @@ class FacetValue(BaseModel):
     count: int
 
 
+class ReadingOut(BaseModel):
+    """One thing a query was read for."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str = Field(description="price, brand, category or attribute")
+    field: str = Field(description="the field it constrains (an attribute's name)")
+    values: list[str] = Field(description="the brands, category paths or attribute values read")
+    price_min: float | None
+    price_max: float | None
+    words: str = Field(description="the words of the query it was read from")
+    applied: str = Field(description="filter, boost or off (the index's setting)")
+
+
+class UnderstoodOut(BaseModel):
+    """What the query was read for; send ``ignore`` with a reading's kind to
+    search without it, or ``understand=false`` for none."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    text: str = Field(description="the text matched: the query less the words read as filters")
+    readings: list[ReadingOut]
+
+
 class SearchResponse(Experimented):
     """A page of the items the query matches (``total`` of them: enough of its
     words, or near enough in meaning); none and ``total`` 0 when it matches
@@ -82,6 +106,10 @@ class SearchResponse(Experimented):
     fallback: list[Hit] = Field(
         description="when the query matched nothing (total 0, no hits): popular items "
         "within the filters, for a 'no results for …' page; empty otherwise"
+    )
+    understood: UnderstoodOut
+    rules_applied: list[str] = Field(
+        description="the merchandising rules that changed this result (their ids)"
     )
 
 

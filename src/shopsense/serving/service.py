@@ -444,6 +444,8 @@ class Service:
         self.merchandising = found
         for recommender in self._recommenders():
             recommender.use_rules(found)
+        if self.engine is not None:
+            self.engine.use_merchandising(found)
         if self.index_copy is not None:
             found.save(self.index_copy)
 
