@@ -166,9 +166,7 @@ def test_chinese_queries_and_partial_chinese_words(engine, store):
     for name, leaf in leaves(store, "zh", least=2):
         clean = engine.search(leaf.noun_zh, per_page=3)
         assert clean.hits and clean.hits[0].category == name
-        chinese = store.items["category"].eq(name) & store.items["title"].str.contains(
-            leaf.noun_zh
-        )
+        chinese = store.items["category"].eq(name) & store.items["title"].str.contains(leaf.noun_zh)
         found = {h.item_id for h in every_hit(engine, leaf.noun_zh)}
         assert set(store.items["item_id"][chinese]) <= found, leaf.noun_zh
         partial = every_hit(engine, leaf.noun_zh[:-1])  # its last character to come
