@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shopsense.compute import usable_cores
+from shopsense.data.schema import category_leaf
 from shopsense.errors import ShopsenseError
 from shopsense.search.finetune import EPOCHS
+from shopsense.search.query.understand import KINDS, Reading
+
+if TYPE_CHECKING:
+    from shopsense.search.query.present import Hit
 
 INDEX_OPTION = click.option(
     "--index",
@@ -167,6 +172,19 @@ def index_items_command(index_dir: Path, items_file: Path | None, deleted: tuple
 @click.option("--page", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--per-page", default=10, show_default=True, type=click.IntRange(1, 100))
 @click.option("--user", "user_id", default=None, help="Personalize for this user id.")
+@click.option(
+    "--no-understand",
+    is_flag=True,
+    help="Search the words as typed: no price, brand, category or attribute read from them.",
+)
+@click.option(
+    "--ignore",
+    "ignored",
+    multiple=True,
+    type=click.Choice(KINDS),
+    metavar="READING",
+    help=f"Leave one kind of reading out ({', '.join(KINDS)}; repeatable), as /search's ignore.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 @click.option(
     "--log",
@@ -187,10 +205,14 @@ def search_command(
     page: int,
     per_page: int,
     user_id: str | None,
+    no_understand: bool,
+    ignored: tuple[str, ...],
     as_json: bool,
     log_path: Path | None,
 ) -> None:
-    """Search the catalog; prints results and facets."""
+    """Search the catalog; prints what the query was read for, the merchandising
+    rules that changed the results, the results and the facets (or, for a
+    query that matches nothing, the popular items offered apart)."""
     attrs: dict[str, list[str]] = {}
     for pair in attributes:
         name, sep, value = pair.partition("=")
@@ -207,8 +229,9 @@ def search_command(
     engine = _open(index_dir)
     engine.log_path = log_path
     results = engine.search(
-        query, filters=filters, sort=sort, page=page, per_page=per_page, user_id=user_id
-    )
+        query, filters=filters, sort=sort, page=page, per_page=per_page, user_id=user_id,
+        understand=not no_understand, ignore=ignored,
+    )  # fmt: skip
     if as_json:
         click.echo(json.dumps(results.to_dict(), ensure_ascii=False, indent=2))
         return
@@ -216,12 +239,45 @@ def search_command(
         f"{results.total:,} results for {query!r} ({results.took_ms:.1f} ms)"
         + (f" — did you mean {results.did_you_mean!r}?" if results.did_you_mean else "")
     )
+    readings = results.understood.readings if results.understood is not None else []
+    if readings:
+        read = ", ".join(f"{reading_label(r)} ({r.applied})" for r in readings)
+        click.echo(f"  understood: {read}")
+    if results.rules_applied:
+        click.echo(f"  rules applied: {', '.join(results.rules_applied)}")
     for rank, hit in enumerate(results.hits, start=(page - 1) * per_page + 1):
-        price = f"{hit.price:.2f}" if hit.price is not None else "-"
-        click.echo(f"  {rank:>3}. {hit.item_id}  {hit.title}  [{hit.brand or '-'}, {price}]")
+        click.echo(f"  {rank:>3}. {_hit_line(hit)}")
+    if results.fallback:
+        click.echo("  popular right now:")
+        for hit in results.fallback:
+            click.echo(f"       {_hit_line(hit)}")
     for name, values in results.facets.items():
         shown = ", ".join(f"{v['value']} ({v['count']})" for v in values[:8])
         click.echo(f"  {name}: {shown or '-'}")
+
+
+def _hit_line(hit: Hit) -> str:
+    price = f"{hit.price:.2f}" if hit.price is not None else "-"
+    return f"{hit.item_id}  {hit.title}  [{hit.brand or '-'}, {price}]"
+
+
+def reading_label(reading: Reading) -> str:
+    """A reading as a shopper would say it: "price under 50", "price 50-100",
+    "brand: Acme", "category: Running Shoes" (the level named), "color: black".
+    The storefront's chips (app.js) say the same."""
+    if reading.kind != "price":
+        named = [category_leaf(v) if reading.kind == "category" else v for v in reading.values]
+        return f"{reading.field}: {' or '.join(named)}"
+    low, high = reading.price_min, reading.price_max  # one of them at least
+    if low is None:
+        return f"price under {_amount(high)}"
+    if high is None:
+        return f"price over {_amount(low)}"
+    return f"price {_amount(low)}-{_amount(high)}"
+
+
+def _amount(value: float | None) -> str:
+    return f"{value:.2f}".removesuffix(".00")
 
 
 @click.command(name="suggest")
