@@ -2,7 +2,8 @@
 // Every view, cart and purchase is posted to /events; shelves re-render after.
 "use strict";
 
-const state = { user: "", query: "", filters: { brand: [], category: [] }, lastSearch: null, cart: 0 };
+// ignore: the kinds of reading the shopper took off this query's chips (the service's `ignore`).
+const state = { user: "", query: "", filters: { brand: [], category: [] }, ignore: [], lastSearch: null, cart: 0 };
 const $ = (id) => document.getElementById(id);
 
 async function api(path, options) {
@@ -66,9 +67,11 @@ async function search(page = 1) {
   const params = new URLSearchParams({ q: state.query, page, per_page: 12 });
   for (const b of state.filters.brand) params.append("brand", b);
   for (const c of state.filters.category) params.append("category", c);
+  for (const kind of state.ignore) params.append("ignore", kind);
   params.set("user_id", userId());
   const data = await api(`/search?${params}`);
   state.lastSearch = data;
+  renderUnderstood(data.understood.readings);
   $("product-view").hidden = true;
   $("results-view").hidden = false;
   const none = data.total === 0 && data.query !== "";
@@ -93,6 +96,42 @@ async function search(page = 1) {
     return li;
   }));
   renderFacets(data.facets);
+}
+
+// What the query was read for, a chip each reading (as `shopsense search` prints
+// it); a chip's × searches again without that kind of reading, and its chips go.
+// The merchandising rules that changed the results (rules_applied) are the
+// store's business, not the shopper's: they are not shown.
+function readingLabel(reading) {
+  if (reading.kind !== "price") {
+    const named = reading.values.map((v) => (reading.kind === "category" ? v.split(" > ").pop() : v));
+    return `${reading.field}: ${named.join(" or ")}`;
+  }
+  const amount = (value) => value.toFixed(2).replace(/\.00$/, "");
+  if (reading.price_min == null) return `price under ${amount(reading.price_max)}`;
+  if (reading.price_max == null) return `price over ${amount(reading.price_min)}`;
+  return `price ${amount(reading.price_min)}-${amount(reading.price_max)}`;
+}
+
+function renderUnderstood(readings) {
+  const chips = $("understood");
+  chips.hidden = !readings.length;
+  chips.replaceChildren(...readings.map((reading) => {
+    const label = readingLabel(reading);
+    const li = document.createElement("li");
+    li.className = "chip";
+    li.dataset.kind = reading.kind;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Search without ${label}`);
+    remove.onclick = () => {
+      if (!state.ignore.includes(reading.kind)) state.ignore.push(reading.kind);
+      search();
+    };
+    li.append(`${label} `, remove);
+    return li;
+  }));
 }
 
 function renderFacets(facets) {
@@ -179,6 +218,7 @@ function submitSearch() {
   suggestRound += 1;
   state.query = $("q").value;
   state.filters = { brand: [], category: [] };
+  state.ignore = [];
   $("suggestions").replaceChildren();
   search();
 }
