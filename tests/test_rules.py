@@ -1,5 +1,5 @@
 """Merchandising rules on their own: validation, scopes, windows, storage, and
-what ``apply_rules`` does to a ranked list."""
+what ``RulesInEffect`` does to a ranked list."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ from shopsense.search.rules import (
     RULES_FILE,
     Merchandising,
     Rule,
-    apply_rules,
-    apply_rules_scored,
+    RulesInEffect,
     check_items,
-    shown_rows,
 )
 
 NOW = 1_700_000_000.0
@@ -47,7 +45,7 @@ def ranked(table: Catalog, rows: np.ndarray) -> list[str]:
 def run(table, rules, query="mug", category=None, out_of_stock="sink", rows=None, pins=True):
     merchandising = Merchandising(tuple(rules), out_of_stock)
     rows = np.arange(8) if rows is None else np.asarray(rows)
-    new, applied = apply_rules(merchandising, NOW, query, category, rows, table, pins)
+    new, applied = RulesInEffect(merchandising, table, NOW, query, category).apply(rows, pins)
     return ranked(table, new), applied
 
 
@@ -226,21 +224,22 @@ def test_scores_follow_their_rows_and_a_pinned_newcomer_takes_its_neighbours(tab
     boost = Rule("b", "boost", where=Filters(brand=["Zeta"]))
     rows, score = np.array([0, 1, 2]), np.array([0.9, 0.5, 0.4])
     merchandising = Merchandising((pin, boost))
-    ruled, scores, applied = apply_rules_scored(merchandising, NOW, "mug", None, rows, score, table)
+    ruled, scores, applied = RulesInEffect(merchandising, table, NOW, "mug").apply_scored(
+        rows, score
+    )
     assert ranked(table, ruled) == ["i1", "i7", "i0", "i2"] and applied == ["p", "b"]
     assert scores.tolist() == [0.5, 0.9, 0.9, 0.4]
     last = Merchandising((Rule("p", "pin", item_id="i7", position=9, query="mug"),))
-    _, scores, _ = apply_rules_scored(last, NOW, "mug", None, rows, score, table)
+    _, scores, _ = RulesInEffect(last, table, NOW, "mug").apply_scored(rows, score)
     assert scores.tolist() == [0.9, 0.5, 0.4, 0.4]
-    untouched = apply_rules_scored(Merchandising(), NOW, "mug", None, rows, score, table)
+    untouched = RulesInEffect(Merchandising(), table, NOW, "mug").apply_scored(rows, score)
     assert untouched[1] is score and untouched[2] == []
 
 
 def test_shown_rows_leave_out_hidden_items_and_out_of_stock_ones_under_hide(table):
     hide = Rule("h", "hide", item_id="i0")
     rows = np.arange(8)
-    assert ranked(table, shown_rows(Merchandising((hide,)), NOW, "q", None, rows, table)) == [
-        f"i{n}" for n in range(1, 8)
-    ]
+    shown = RulesInEffect(Merchandising((hide,)), table, NOW, "q").shown_rows(rows)
+    assert ranked(table, shown) == [f"i{n}" for n in range(1, 8)]
     hiding = Merchandising((hide,), "hide")
-    assert "i3" not in ranked(table, shown_rows(hiding, NOW, "q", None, rows, table))
+    assert "i3" not in ranked(table, RulesInEffect(hiding, table, NOW, "q").shown_rows(rows))

@@ -7,12 +7,13 @@ that contains the rule's words) and to a category page, and to a window of
 time. The rules and the out-of-stock policy (``Merchandising``) are saved
 with the index's settings, as ``rules.json`` in the index folder.
 
-``apply_rules`` is the one place they take effect, on any ranked list of
-rows: hides first (a hidden item is never shown, even when pinned), then
-boosts and buries as tiers (the items a boost matches go ahead of the rest,
-keeping their relevance order among themselves: a merchandiser can predict
-the result, which a score bonus on a scale that changes with every query does
-not give), out-of-stock items after every item in stock when the policy
+``RulesInEffect`` (the rules of one request: its time, query and category
+page, over a table of rows) is the one place they take effect, on any ranked
+list of rows: hides first (a hidden item is never shown, even when pinned),
+then boosts and buries as tiers (the items a boost matches go ahead of the
+rest, keeping their relevance order among themselves: a merchandiser can
+predict the result, which a score bonus on a scale that changes with every
+query does not give), out-of-stock items after every item in stock when the policy
 sinks them, then pins at their positions. It names each rule that changed
 the list, so a merchandiser can see why an order changed.
 """
@@ -25,6 +26,7 @@ import re
 import uuid
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -294,76 +296,68 @@ class Merchandising:
 
 
 # ----------------------------------------------------------------- applying them
-def apply_rules(
-    merchandising: Merchandising,
-    now: float,
-    query: str | None,
-    category: str | None,
-    rows: np.ndarray,
-    table: RuleTable,
-    pins: bool = True,
-) -> tuple[np.ndarray, list[str]]:
-    """``rows`` of ``table`` (best first) as the rules in effect order them,
-    and the ids of the rules that changed the list. ``pins`` False leaves
-    pins out (a list that is not a page, such as a shopper's recommendations)."""
-    rules = merchandising.in_effect(now, query, category)
-    rows = np.asarray(rows, np.int64)
-    applied: list[str] = []
-    rows, hidden = _hidden(rules, rows, table)
-    applied += hidden
-    in_stock = table.in_stock[rows]
-    if merchandising.out_of_stock == "hide":
-        rows, in_stock = rows[in_stock], in_stock[in_stock]
-    rows, tiered = _tiered(rules, rows, in_stock, table)
-    applied += tiered
-    if pins:
-        rows, pinned = _pinned(rules, rows, table, merchandising.out_of_stock, hidden_ids(rules))
-        applied += pinned
-    return rows, [r.id for r in rules if r.id in set(applied)]
+@dataclass(frozen=True)
+class RulesInEffect:
+    """The rules of ``merchandising`` in effect at ``now`` for a list made for
+    ``query`` (None for none) on the page of ``category`` (None for none), over
+    the rows of ``table``: one object for the lists and sets of one request,
+    which finds its rules once."""
 
+    merchandising: Merchandising
+    table: RuleTable
+    now: float
+    query: str | None = None
+    category: str | None = None
 
-def apply_rules_scored(
-    merchandising: Merchandising,
-    now: float,
-    query: str | None,
-    category: str | None,
-    rows: np.ndarray,
-    score: np.ndarray,
-    table: RuleTable,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``apply_rules`` for a list with scores (search's results): each row keeps
-    its score; an item a pin brought in takes the score of the one after it
-    (of the one before it when last), so scores still read down the page."""
-    ruled, applied = apply_rules(merchandising, now, query, category, rows, table)
-    if not applied:
-        return ruled, score, applied
-    order = np.argsort(rows, kind="stable")
-    at = np.minimum(np.searchsorted(rows[order], ruled), max(len(rows) - 1, 0))
-    found = rows[order][at] == ruled if len(rows) else np.zeros(len(ruled), bool)
-    carried = np.where(found, score[order][at] if len(rows) else 0.0, np.nan)
-    for i in np.flatnonzero(~found)[::-1]:  # pins brought in: a few
-        after = carried[i + 1] if i + 1 < len(carried) else np.nan
-        carried[i] = after if np.isfinite(after) else (carried[i - 1] if i else 0.0)
-    return ruled, np.nan_to_num(carried), applied
+    @cached_property
+    def rules(self) -> list[Rule]:
+        return self.merchandising.in_effect(self.now, self.query, self.category)
 
+    def apply(self, rows: np.ndarray, pins: bool = True) -> tuple[np.ndarray, list[str]]:
+        """``rows`` (best first) as the rules order them, and the ids of the
+        rules that changed the list. ``pins`` False leaves pins out (a list
+        that is not a page, such as a shopper's recommendations)."""
+        rules, table, out_of_stock = self.rules, self.table, self.merchandising.out_of_stock
+        rows = np.asarray(rows, np.int64)
+        applied: list[str] = []
+        rows, hidden = _hidden(rules, rows, table)
+        applied += hidden
+        in_stock = table.in_stock[rows]
+        if out_of_stock == "hide":
+            rows, in_stock = rows[in_stock], in_stock[in_stock]
+        rows, tiered = _tiered(rules, rows, in_stock, table)
+        applied += tiered
+        if pins:
+            rows, pinned = _pinned(rules, rows, table, out_of_stock, hidden_ids(rules))
+            applied += pinned
+        return rows, [r.id for r in rules if r.id in set(applied)]
 
-def shown_rows(
-    merchandising: Merchandising,
-    now: float,
-    query: str | None,
-    category: str | None,
-    rows: np.ndarray,
-    table: RuleTable,
-) -> np.ndarray:
-    """Of ``rows`` (a result set's, for its facets), those no rule in effect
-    hides, nor the out-of-stock policy."""
-    hidden = [
-        table.row_of.get(i) for i in hidden_ids(merchandising.in_effect(now, query, category))
-    ]
-    keep = ~np.isin(rows, [r for r in hidden if r is not None])
-    if merchandising.out_of_stock == "hide":
-        keep &= table.in_stock[rows]
-    return rows[keep]
+    def apply_scored(
+        self, rows: np.ndarray, score: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """``apply`` for a list with scores (search's results): each row keeps
+        its score; an item a pin brought in takes the score of the one after it
+        (of the one before it when last), so scores still read down the page."""
+        ruled, applied = self.apply(rows)
+        if not applied:
+            return ruled, score, applied
+        order = np.argsort(rows, kind="stable")
+        at = np.minimum(np.searchsorted(rows[order], ruled), max(len(rows) - 1, 0))
+        found = rows[order][at] == ruled if len(rows) else np.zeros(len(ruled), bool)
+        carried = np.where(found, score[order][at] if len(rows) else 0.0, np.nan)
+        for i in np.flatnonzero(~found)[::-1]:  # pins brought in: a few
+            after = carried[i + 1] if i + 1 < len(carried) else np.nan
+            carried[i] = after if np.isfinite(after) else (carried[i - 1] if i else 0.0)
+        return ruled, np.nan_to_num(carried), applied
+
+    def shown_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Of ``rows`` (a result set's, for its facets), those no rule in effect
+        hides, nor the out-of-stock policy."""
+        hidden = [self.table.row_of.get(i) for i in hidden_ids(self.rules)]
+        keep = ~np.isin(rows, [r for r in hidden if r is not None])
+        if self.merchandising.out_of_stock == "hide":
+            keep &= self.table.in_stock[rows]
+        return rows[keep]
 
 
 def hidden_ids(rules: Iterable[Rule]) -> set[str]:

@@ -45,7 +45,7 @@ from shopsense.models.base import PARAMS_FILE, Recommender
 from shopsense.models.registry import load_model
 from shopsense.ranking import top_k
 from shopsense.search.catalog import Catalog, Filters, canonical_catalog
-from shopsense.search.rules import Merchandising, apply_rules, hidden_ids
+from shopsense.search.rules import Merchandising, RulesInEffect, hidden_ids
 from shopsense.serving.store import StateStore, Step
 
 MODES = ("online", "batch", "hybrid")
@@ -257,7 +257,8 @@ class RecommendationService:
             scores[self._seen(user, live)] = -np.inf
         scores[self._withdrawn] = -np.inf
         now = time.time()
-        rules = self.merchandising.in_effect(now, None, category)
+        in_effect = RulesInEffect(self.merchandising, self._rule_table, now, category=category)
+        rules = in_effect.rules
         key = self._stocked(scores)
         hides = [(r.id, row) for r in rules if r.action == "hide"
                  for row in (b.item(r.item_id or ""),) if row is not None]  # fmt: skip
@@ -270,9 +271,7 @@ class RecommendationService:
         if not rules:  # most requests: the stock policy is in ``key`` already
             return self._explain(rows, scores[rows], user, live), []
         least = values[0][keep][-1] if len(rows) == k else -np.inf
-        rows, applied = apply_rules(
-            self.merchandising, now, None, category, rows, self._rule_table, pins=False
-        )
+        rows, applied = in_effect.apply(rows, pins=False)
         changed = set(applied).union(
             rule_id for (rule_id, _), score in zip(hides, would_show, strict=True) if score > least
         )
@@ -428,8 +427,8 @@ class RecommendationService:
         keep = np.isfinite(values[0]) & ~np.isin(ids[0], unshown)
         keep &= np.cumsum(keep) <= k
         score_of = dict(zip(ids[0][keep].tolist(), values[0][keep].tolist(), strict=True))
-        rows, _ = apply_rules(
-            self.merchandising, now, None, None, ids[0][keep], self._rule_table, pins=False
+        rows, _ = RulesInEffect(self.merchandising, self._rule_table, now).apply(
+            ids[0][keep], pins=False
         )
         out = self._explain(rows, np.array([score_of[r] for r in rows.tolist()]), None, [])
         for rec in out:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shopsense.search.catalog import Catalog, Filters
-from shopsense.search.rules import Merchandising, apply_rules_scored, shown_rows
+from shopsense.search.rules import Merchandising, RulesInEffect
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,17 @@ class ResultRules:
         category = filters.category[0] if len(filters.category) == 1 else None
         return cls(merchandising, now, query, category)
 
+    def on(self, catalog: Catalog) -> RulesInEffect:
+        """These rules over ``catalog``'s rows."""
+        return RulesInEffect(self.merchandising, catalog, self.now, self.query, self.category)
+
     def ordered(
         self, rows: np.ndarray, score: np.ndarray, catalog: Catalog
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """``rows`` (in the shopper's sort) as the rules order them, their
         scores, and the ids of the rules that changed them."""
-        return apply_rules_scored(
-            self.merchandising, self.now, self.query, self.category, rows, score, catalog
-        )
+        return self.on(catalog).apply_scored(rows, score)
 
     def shown(self, rows: np.ndarray, catalog: Catalog) -> np.ndarray:
         """Of ``rows`` (facets', the fallback's), those the rules leave shown."""
-        return shown_rows(self.merchandising, self.now, self.query, self.category, rows, catalog)
+        return self.on(catalog).shown_rows(rows)
