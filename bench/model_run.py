@@ -5,7 +5,6 @@ peak resident memory in MiB (interpreter, data, split, model and evaluation)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import resource
 import sys
@@ -35,7 +34,7 @@ def main(data: str, method: str, name: str, params: str) -> None:
     started = time.perf_counter()
     try:
         model = create_model(name, **json.loads(params))
-        if "validation" in inspect.signature(model.fit).parameters:
+        if model.training_defaults is not None:
             model.fit(split.train, validation=split)  # neural models stop early on it
         else:
             model.fit(split.train)

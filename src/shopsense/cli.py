@@ -7,7 +7,6 @@ starting with ``Error:`` and exits with status 1; only bugs show a traceback.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 import sys
 import time
@@ -196,12 +195,13 @@ def ingest(
 
 
 def _fit(name: str, params: dict[str, Any], data, progress: bool, validation=None):
-    """Fit by name; models that stop early (the neural ones) get the split's validation."""
+    """Fit by name; models that train by epochs (the neural ones) get the split's
+    validation to stop early on."""
     from shopsense.models.registry import create_model
 
     model = create_model(name, **params)
     started = time.perf_counter()
-    if validation is not None and "validation" in inspect.signature(model.fit).parameters:
+    if validation is not None and model.training_defaults is not None:
         model.fit(data, progress=progress, validation=validation)
     else:
         model.fit(data, progress=progress)
@@ -271,17 +271,18 @@ def train(
     parts = None if split == "none" else split_dataset(dataset, split, seed=seed)
     train_data = dataset if parts is None else parts.train
     model_params = _model_params(params, params_file)
+    trains_by_epochs = model_class(name).training_defaults is not None
     neural = {"epochs": epochs, "device": device}
     for key, value in neural.items():
         if value is not None:
-            if key not in inspect.signature(model_class(name)).parameters:
+            if not trains_by_epochs:
                 raise ShopsenseError(f"--{key} applies to neural models only, not {name}")
             model_params[key] = value
     model, seconds = _fit(name, model_params, train_data, _progress(), parts)
     if refit:
         from shopsense.models.neural import refit as refit_model
 
-        if parts is None or not hasattr(model, "best_epoch_"):
+        if parts is None or not trains_by_epochs:
             raise ShopsenseError("--refit needs a neural model and --split")
         started = time.perf_counter()
         model = refit_model(model, parts, progress=_progress())

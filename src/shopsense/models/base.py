@@ -23,6 +23,7 @@ from safetensors.numpy import load_file, save_file
 from shopsense.data.dataset import Dataset
 from shopsense.data.sequences import Sequences
 from shopsense.errors import NotFittedError, ShopsenseError
+from shopsense.models.training import TrainingSettings
 from shopsense.ranking import top_k
 
 PARAMS_FILE = "model.json"
@@ -35,11 +36,32 @@ class Recommender(ABC):
 
     name: ClassVar[str]
 
+    training_defaults: ClassVar[TrainingSettings | None] = None
+    """The shared training settings, with this model's defaults, for models that
+    train by epochs (the neural ones: their ``fit`` takes ``validation`` to stop
+    early on); None for models fitted in one go. What the command line asks
+    before offering ``--epochs``, ``--device`` or ``--refit``."""
+
     # ------------------------------------------------------------------ params
     def get_params(self) -> dict[str, Any]:
         """The ``__init__`` arguments, as scikit-learn's ``get_params``."""
         sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+        return {
+            name: getattr(self, name)
+            for name, p in sig.parameters.items()
+            if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
+        }
+
+    def set_params(self, **params: Any) -> Self:
+        """Change parameters, as scikit-learn's ``set_params``: the model is
+        made anew from its parameters with these changed (the same checks as
+        ``__init__``), keeping what it has learnt until the next ``fit``."""
+        unknown = sorted(set(params) - set(self.get_params()))
+        if unknown:
+            raise ShopsenseError(f"{type(self).__name__} has no parameter {', '.join(unknown)}")
+        changed = type(self)(**{**self.get_params(), **params})
+        vars(self).update(vars(changed))
+        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

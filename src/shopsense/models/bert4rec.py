@@ -3,6 +3,8 @@ masked steps; to recommend, a mask is put after the last step."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from shopsense.models.neural import SequenceRecommender, transformer_net
@@ -21,17 +23,9 @@ class BERT4Rec(SequenceRecommender):
         max_len: int = 50,
         dropout: float = 0.2,
         mask_prob: float = 0.2,
-        epochs: int = 200,
-        batch_size: int = 128,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.0,
-        patience: int = 10,
-        eval_every: int = 1,
-        max_seconds: float | None = None,
-        seed: int = 0,
-        device: str = "cpu",
         text_init: bool = False,
         cache_dir: str | None = None,
+        **training: Any,
     ) -> None:
         self._keep_params(locals())
 

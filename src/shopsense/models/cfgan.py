@@ -10,11 +10,14 @@ is the recommendation score, evaluated like every other model.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
 from shopsense.data.dataset import Dataset
 from shopsense.models.neural import TorchRecommender
+from shopsense.models.training import TrainingSettings
 
 
 def _nets(n_items: int, hidden: int, dropout: float):
@@ -46,6 +49,7 @@ class CFGAN(TorchRecommender):
     are the shares of unseen items sampled for ZR and PM, ``zr_weight`` ZR's weight."""
 
     name = "cfgan"
+    training_defaults = TrainingSettings(epochs=100, batch_size=64, learning_rate=1e-4)
 
     def __init__(
         self,
@@ -54,15 +58,7 @@ class CFGAN(TorchRecommender):
         zr_ratio: float = 0.5,
         pm_ratio: float = 0.5,
         zr_weight: float = 0.1,
-        epochs: int = 100,
-        batch_size: int = 64,
-        learning_rate: float = 1e-4,
-        weight_decay: float = 0.0,
-        patience: int = 10,
-        eval_every: int = 1,
-        max_seconds: float | None = None,
-        seed: int = 0,
-        device: str = "cpu",
+        **training: Any,
     ) -> None:
         self._keep_params(locals())
 
@@ -75,14 +71,12 @@ class CFGAN(TorchRecommender):
     def _make_optimizers(self) -> None:
         import torch
 
-        opt = torch.optim.AdamW
-        self._g_opt = opt(
-            self.net_.generator.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
-        )
-        self._d_opt = opt(
-            self.net_.discriminator.parameters(),
-            lr=self.learning_rate,
-            weight_decay=self.weight_decay,
+        settings = self.training
+        self._g_opt, self._d_opt = (
+            torch.optim.AdamW(
+                part.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+            )
+            for part in (self.net_.generator, self.net_.discriminator)
         )
 
     def _batches(self, rng: np.random.Generator):
@@ -91,8 +85,9 @@ class CFGAN(TorchRecommender):
         x = self.user_items_
         users = np.flatnonzero(np.diff(x.indptr) > 0)
         users = users[rng.permutation(len(users))]
-        for start in range(0, len(users), self.batch_size):
-            real = x[users[start : start + self.batch_size]].toarray().astype(np.float32)
+        size = self.training.batch_size
+        for start in range(0, len(users), size):
+            real = x[users[start : start + size]].toarray().astype(np.float32)
             unseen = real == 0
             zr = unseen & (rng.random(real.shape) < self.zr_ratio)
             pm = unseen & (rng.random(real.shape) < self.pm_ratio)
@@ -128,6 +123,7 @@ class CFGAN(TorchRecommender):
         self._g_opt.zero_grad()
         g_loss.backward()
         self._g_opt.step()
+        self._update_average()
         return float(g_loss.detach())
 
     def _score(self, users: np.ndarray, history: sp.csr_matrix | None) -> np.ndarray:

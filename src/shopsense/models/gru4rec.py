@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from shopsense.models.neural import N_TYPES, NextItemRecommender
 
@@ -59,17 +60,9 @@ class GRU4Rec(NextItemRecommender):
         dropout: float = 0.2,
         loss: str = "ce",
         n_negatives: int = 256,
-        epochs: int = 200,
-        batch_size: int = 128,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.0,
-        patience: int = 10,
-        eval_every: int = 1,
-        max_seconds: float | None = None,
-        seed: int = 0,
-        device: str = "cpu",
         text_init: bool = False,
         cache_dir: str | None = None,
+        **training: Any,
     ) -> None:
         self._keep_params(locals())
 

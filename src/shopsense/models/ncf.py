@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
 from shopsense.data.dataset import Dataset
 from shopsense.models.factorization import cosine
 from shopsense.models.neural import TorchRecommender
+from shopsense.models.training import TrainingSettings
 
 SCORE_USERS = 64  # users scored per forward pass (× every item)
 
@@ -47,21 +50,14 @@ class NCF(TorchRecommender):
     (binary cross-entropy). It has no fold-in: new users need a refit."""
 
     name = "ncf"
+    training_defaults = TrainingSettings(epochs=30, batch_size=2048, patience=5)
 
     def __init__(
         self,
         factors: int = 32,
         dropout: float = 0.1,
         n_negatives: int = 4,
-        epochs: int = 30,
-        batch_size: int = 2048,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.0,
-        patience: int = 5,
-        eval_every: int = 1,
-        max_seconds: float | None = None,
-        seed: int = 0,
-        device: str = "cpu",
+        **training: Any,
     ) -> None:
         self._keep_params(locals())
 
@@ -90,8 +86,9 @@ class NCF(TorchRecommender):
         negatives = labels == 0
         items[negatives] = rng.integers(0, self.n_items_, int(negatives.sum()))
         order = rng.permutation(len(users))
-        for start in range(0, len(order), self.batch_size):
-            take = order[start : start + self.batch_size]
+        size = self.training.batch_size
+        for start in range(0, len(order), size):
+            take = order[start : start + size]
             yield tuple(
                 torch.from_numpy(a[take]).to(self._device)
                 for a in (users.astype(np.int64), items.astype(np.int64), labels)

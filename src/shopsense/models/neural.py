@@ -1,17 +1,19 @@
 """What the PyTorch models share: one trainer and the sequence-model plumbing.
 
-The trainer uses AdamW, evaluates validation NDCG@10 after each epoch (full
-ranking, by the same harness as every model), stops after ``patience`` epochs
-without improvement or once ``max_seconds`` of training have passed, and
-keeps the best weights. It is deterministic for a
-seed on CPU. Weights are saved in safetensors with the model's other arrays.
+The trainer takes its settings from the model's ``training``
+(:class:`~shopsense.models.training.TrainingSettings`). It uses AdamW,
+evaluates validation NDCG@10 after each epoch (full ranking, by the same
+harness as every model), stops after ``patience`` epochs without improvement
+or once ``max_seconds`` of training have passed, and keeps the best weights.
+It is deterministic for a seed on CPU. Weights are saved in safetensors with
+the model's other arrays.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,33 +27,52 @@ from shopsense.data.split import Split
 from shopsense.errors import ShopsenseError
 from shopsense.models.base import Recommender
 from shopsense.models.factorization import cosine
+from shopsense.models.training import TrainingSettings
 
 N_TYPES = len(EVENT_TYPES)
 INFER_CHUNK = 512
 
 
 def torch_device(name: str):
+    """The torch device of a ``device`` setting (already one of cpu, cuda)."""
     import torch
 
     if name == "cuda" and not torch.cuda.is_available():
         raise ShopsenseError("--device cuda was asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise ShopsenseError(f"device must be cpu or cuda, not {name!r}")
     return torch.device(name)
 
 
 class TorchRecommender(Recommender):
     """Base of the neural models. Subclasses build ``self.net_`` in ``_build``,
-    give a batch loss in ``_batch_loss`` over ``_batches``, and score in ``_infer``."""
+    give a batch loss in ``_batch_loss`` over ``_batches``, and score in ``_infer``.
+
+    Their ``__init__`` names the architecture's arguments and ends with
+    ``**training``: keywords of :class:`TrainingSettings`, over the class's
+    ``training_defaults``."""
 
     net_: Any
+    training: TrainingSettings
+    training_defaults: ClassVar[TrainingSettings] = TrainingSettings()
 
     def _keep_params(self, params: dict[str, Any]) -> None:
-        """Store ``__init__``'s arguments as attributes (``locals()`` of it): the
-        neural models take many, all named in their signatures for ``get_params``."""
-        for name, value in params.items():
-            if name not in ("self", "__class__"):
-                setattr(self, name, value)
+        """Store ``__init__``'s named arguments as attributes (``locals()`` of it)
+        and gather its ``**training`` keywords into ``self.training``."""
+        own = {k: v for k, v in params.items() if k not in ("self", "__class__", "training")}
+        training = params.get("training", {})
+        unknown = sorted(set(training) - set(TrainingSettings.names()))
+        if unknown:
+            raise ShopsenseError(
+                f"{type(self).__name__} has no parameter {', '.join(map(repr, unknown))}; "
+                f"its own are {', '.join(own)}, its training settings "
+                f"{', '.join(TrainingSettings.names())}"
+            )
+        for name, value in own.items():
+            setattr(self, name, value)
+        self.training = self.training_defaults.replace(**training)
+
+    def get_params(self) -> dict[str, Any]:
+        """The architecture's arguments, then the training settings, flat."""
+        return {**super().get_params(), **self.training.as_params()}
 
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
@@ -75,7 +96,9 @@ class TorchRecommender(Recommender):
         import torch
 
         self._optimizer = torch.optim.AdamW(
-            self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+            self.net_.parameters(),
+            lr=self.training.learning_rate,
+            weight_decay=self.training.weight_decay,
         )
 
     def _train_step(self, batch) -> float:
@@ -89,12 +112,12 @@ class TorchRecommender(Recommender):
 
     # ------------------------------------------------------------------ averaging
     def _update_average(self) -> None:
-        """With ``ema_decay`` (models that offer it), keep an exponential moving
-        average of the weights: validation, the best checkpoint and the final
-        model use the average, which generalizes better than the last step."""
+        """With ``ema_decay``, keep an exponential moving average of the weights:
+        validation, the best checkpoint and the final model use the average,
+        which generalizes better than the last step."""
         import torch
 
-        decay = getattr(self, "ema_decay", 0.0)
+        decay = self.training.ema_decay
         if not decay:
             return
         with torch.no_grad():
@@ -128,17 +151,20 @@ class TorchRecommender(Recommender):
 
         from shopsense.evaluation.evaluate import evaluate
 
-        torch.manual_seed(self.seed)
+        settings = self.training
+        torch.manual_seed(settings.seed)
         torch.set_num_threads(usable_cores())
-        rng = np.random.default_rng(self.seed)
-        self._device = torch_device(self.device)
+        rng = np.random.default_rng(settings.seed)
+        self._device = torch_device(settings.device)
         self._build(dataset)
         self.net_.to(self._device)
         self._make_optimizers()
         self._average: dict | None = None
         best, best_state, stale = -1.0, None, 0
         self.history_: list[dict[str, float]] = []
-        bar = tqdm(range(1, self.epochs + 1), desc=self.name, unit=" epoch", disable=not progress)
+        bar = tqdm(
+            range(1, settings.epochs + 1), desc=self.name, unit=" epoch", disable=not progress
+        )
         started = time.perf_counter()
         for epoch in bar:
             self.net_.train()
@@ -151,8 +177,8 @@ class TorchRecommender(Recommender):
                 "loss": total / max(count, 1),
                 "seconds": round(time.perf_counter() - started, 2),
             }
-            last = epoch == self.epochs
-            if self._validation is not None and (epoch % self.eval_every == 0 or last):
+            last = epoch == settings.epochs
+            if self._validation is not None and (epoch % settings.eval_every == 0 or last):
                 self.net_.eval()
                 live = self._use_average()
                 ndcg = evaluate(self, self._validation, ks=(10,), on="valid")["NDCG@10"]
@@ -170,9 +196,12 @@ class TorchRecommender(Recommender):
                 loss=f"{record['loss']:.4f}",
                 valid=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
             )
-            if self._validation is not None and stale >= self.patience:
+            if self._validation is not None and stale >= settings.patience:
                 break
-            if self.max_seconds is not None and time.perf_counter() - started > self.max_seconds:
+            if (
+                settings.max_seconds is not None
+                and time.perf_counter() - started > settings.max_seconds
+            ):
                 break
         if best_state is not None:
             self.net_.load_state_dict(best_state)
@@ -187,7 +216,7 @@ class TorchRecommender(Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         import torch
 
-        self._device = torch_device(self.device)
+        self._device = torch_device(self.training.device)
         self._build_net()
         state = {
             k[len("net.") :]: torch.from_numpy(v.copy())
@@ -298,7 +327,8 @@ class SequenceRecommender(TorchRecommender):
         lengths = np.diff(self.sequences_.indptr)
         users = np.flatnonzero(lengths >= min_length)
         users = users[np.lexsort((rng.random(len(users)), lengths[users]))]
-        batches = [users[i : i + self.batch_size] for i in range(0, len(users), self.batch_size)]
+        size = self.training.batch_size
+        batches = [users[i : i + size] for i in range(0, len(users), size)]
         for b in rng.permutation(len(batches)):
             rows = self.sequences_.rows(batches[b])
             yield rows.padded(min(int(np.diff(rows.indptr).max()), width))

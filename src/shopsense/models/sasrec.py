@@ -5,11 +5,13 @@ each position from seeing later ones), with either full softmax
 cross-entropy over the catalog or, for catalogs too large for it, sampled
 softmax with the logQ correction for popularity-sampled negatives. The
 behaviour of each step (view, cart, ...) is an input embedding, so a cart
-weighs differently from a view. ``ema_decay`` > 0 validates and keeps an
-exponential moving average of the weights instead of the last step's.
+weighs differently from a view. How it trains (epochs, learning rate,
+budget, ...) is the shared :class:`~shopsense.models.training.TrainingSettings`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from shopsense.errors import ShopsenseError
 from shopsense.models.neural import NextItemRecommender, transformer_net
@@ -29,18 +31,9 @@ class SASRec(NextItemRecommender):
         dropout: float = 0.3,
         loss: str = "ce",
         n_negatives: int = 256,
-        epochs: int = 200,
-        batch_size: int = 128,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.0,
-        ema_decay: float = 0.0,
-        patience: int = 10,
-        eval_every: int = 1,
-        max_seconds: float | None = None,
-        seed: int = 0,
-        device: str = "cpu",
         text_init: bool = False,
         cache_dir: str | None = None,
+        **training: Any,
     ) -> None:
         self._keep_params(locals())
 

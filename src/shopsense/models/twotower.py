@@ -21,6 +21,7 @@ from shopsense.data.schema import CATEGORY_SEP
 from shopsense.features.sentence import DIM as TEXT_DIM
 from shopsense.features.sentence import SentenceEmbedder
 from shopsense.models.neural import TorchRecommender
+from shopsense.models.training import TrainingSettings
 
 PRICE_BUCKETS = 10
 FEATURES = ("leaf", "top", "brand", "price")
@@ -70,6 +71,7 @@ class TwoTower(TorchRecommender):
     """Softmax over all item vectors of ``cos(user, item) / temperature``."""
 
     name = "twotower"
+    training_defaults = TrainingSettings(epochs=50, batch_size=256, patience=5)
 
     def __init__(
         self,
@@ -79,16 +81,8 @@ class TwoTower(TorchRecommender):
         max_history: int = 50,
         temperature: float = 0.05,
         dropout: float = 0.1,
-        epochs: int = 50,
-        batch_size: int = 256,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.0,
-        patience: int = 5,
-        eval_every: int = 1,
-        max_seconds: float | None = None,
-        seed: int = 0,
-        device: str = "cpu",
         cache_dir: str | None = None,
+        **training: Any,
     ) -> None:
         self._keep_params(locals())
 
@@ -176,8 +170,9 @@ class TwoTower(TorchRecommender):
         x = self.user_items_
         users = np.flatnonzero(np.diff(x.indptr) >= 2)
         users = users[rng.permutation(len(users))]
-        for start in range(0, len(users), self.batch_size):
-            batch = users[start : start + self.batch_size]
+        size = self.training.batch_size
+        for start in range(0, len(users), size):
+            batch = users[start : start + size]
             rows = x[batch]
             # One held-out item per user is the target; the others are the history.
             pick = rows.indptr[:-1] + (rng.random(len(batch)) * np.diff(rows.indptr)).astype(int)
