@@ -1,7 +1,8 @@
 """One model on one ingested dataset, in a process of its own, so its peak
 memory is its own: ``python -m bench.model_run DATA SPLIT NAME PARAMS_JSON``.
-Prints one JSON line: the test metrics at 10, fit seconds, and the process's
-peak resident memory in MiB (interpreter, data, split, model and evaluation)."""
+Prints one JSON line: the test metrics at 10, fit seconds, the process's
+peak resident memory in MiB (interpreter, data, split, model and evaluation)
+and, for neural models, their ``training_report_``."""
 
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def main(data: str, method: str, name: str, params: str) -> None:
     r = evaluate(model, split, ks=(10,))
     out = {c: round(r[c], 4) for c in COLUMNS}
     out |= {"fit_seconds": round(fit, 2), "peak_mib": round(peak_mib())}
+    report = getattr(model, "training_report_", None)
+    if report:
+        out["training"] = report  # where a neural model's time went
     print(json.dumps(out))
 
 

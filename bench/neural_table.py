@@ -2,8 +2,9 @@
 S3-Rec preprocessing and ml-100k, both leave-one-out, full ranking, test set.
 
 Each neural model trains with early stopping on validation NDCG@10 and a
-budget of ``SHOPSENSE_NEURAL_SECONDS`` seconds (default 900), each in a
-process of its own (``bench.model_run``).
+budget of ``SHOPSENSE_NEURAL_SECONDS`` seconds (default 900; a schedule, its
+learning rate decaying to the end of it), each in a process of its own
+(``bench.model_run``), which reports where its time went.
 """
 
 from __future__ import annotations

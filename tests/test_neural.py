@@ -10,7 +10,6 @@ from shopsense.models.bert4rec import BERT4Rec
 from shopsense.models.cfgan import CFGAN
 from shopsense.models.gru4rec import GRU4Rec
 from shopsense.models.ncf import NCF
-from shopsense.models.neural import refit
 from shopsense.models.registry import load_model
 from shopsense.models.sasrec import SASRec
 from shopsense.models.twotower import TwoTower
@@ -88,16 +87,22 @@ def test_training_is_deterministic_and_early_stopping_keeps_the_best(store):
 
 def test_refit_trains_on_validation_too_for_the_chosen_epochs(store):
     split = split_dataset(store, "loo")
-    chosen = SASRec(**{**TINY, "epochs": 3, "patience": 1}).fit(split.train, validation=split)
-    final = refit(chosen, split)
-    assert final.get_params() == {**chosen.get_params(), "epochs": chosen.best_epoch_,
-                                  "max_seconds": None}  # fmt: skip
-    assert len(final.history_) == chosen.best_epoch_
+    settings = {**TINY, "epochs": 3, "patience": 1}
+    chosen = SASRec(**settings).fit(split.train, validation=split)
+    final = SASRec(**settings, refit=True).fit(split.train, validation=split)
+    assert final.best_epoch_ == chosen.best_epoch_
+    train, refit = final.training_report_["phases"]
+    assert (train["phase"], refit["phase"]) == ("train", "refit")
+    assert refit["epochs"] == chosen.best_epoch_ and refit["validation_passes"] == 0
+    assert [h["phase"] for h in final.history_].count("refit") == chosen.best_epoch_
     # The validation step is now the newest training step of its user.
     user, item = split.valid[["user", "item"]].iloc[0]
     assert final.sequences_.rows(np.array([user])).items[-1] == item
-    with pytest.raises(ShopsenseError, match="fitted with validation"):
-        refit(SASRec(**{**TINY, "epochs": 1}).fit(split.train), split)
+    assert final.user_items_[user, item] == 1
+    assert not np.allclose(chosen.score(np.arange(5)), final.score(np.arange(5)))
+    # Without validation there is nothing to choose, so nothing to refit.
+    plain = SASRec(**settings, refit=True).fit(split.train)
+    assert [p["phase"] for p in plain.training_report_["phases"]] == ["train"]
 
 
 def test_weight_averaging_serves_the_average_not_the_last_step(store):

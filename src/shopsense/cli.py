@@ -208,6 +208,16 @@ def _fit(name: str, params: dict[str, Any], data, progress: bool, validation=Non
     return model, time.perf_counter() - started
 
 
+def _training_lines(name: str, report: dict[str, Any] | None) -> list[str]:
+    """Where a neural model's training time went (its ``training_report_``),
+    indented under its name; nothing for other models."""
+    if not report:
+        return []
+    from shopsense.models.budget import format_training_report
+
+    return [f"{name}:", *(f"  {line}" for line in format_training_report(report).splitlines())]
+
+
 @cli.command()
 @click.option(
     "--data", required=True, type=click.Path(path_type=Path), help="Ingested dataset folder."
@@ -246,7 +256,7 @@ def _fit(name: str, params: dict[str, Any], data, progress: bool, validation=Non
     "--refit",
     is_flag=True,
     help="Neural models with --split: then train afresh on train + validation "
-    "for the epoch count early stopping chose.",
+    "for the epoch count early stopping chose (inside max_seconds, if set).",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 def train(
@@ -272,27 +282,24 @@ def train(
     train_data = dataset if parts is None else parts.train
     model_params = _model_params(params, params_file)
     trains_by_epochs = model_class(name).training_defaults is not None
-    neural = {"epochs": epochs, "device": device}
+    if refit and (parts is None or not trains_by_epochs):
+        raise ShopsenseError("--refit needs a neural model and --split")
+    neural = {"epochs": epochs, "device": device, "refit": refit or None}
     for key, value in neural.items():
         if value is not None:
             if not trains_by_epochs:
                 raise ShopsenseError(f"--{key} applies to neural models only, not {name}")
             model_params[key] = value
     model, seconds = _fit(name, model_params, train_data, _progress(), parts)
-    if refit:
-        from shopsense.models.neural import refit as refit_model
-
-        if parts is None or not trains_by_epochs:
-            raise ShopsenseError("--refit needs a neural model and --split")
-        started = time.perf_counter()
-        model = refit_model(model, parts, progress=_progress())
-        train_data = parts.refit_data()
-        seconds += time.perf_counter() - started
+    if parts is not None and model_params.get("refit"):
+        train_data = parts.refit_data()  # what the model was refit on
     model.save(out, meta={"data": str(data.resolve()), "split": split, "fit_seconds": seconds})
     click.echo(
         f"trained {model!r} on {len(train_data.interactions):,} interactions "
         f"in {seconds:.2f}s; saved to {out}"
     )
+    for line in _training_lines(name, getattr(model, "training_report_", None)):
+        click.echo(line)
 
 
 @cli.command()
@@ -363,13 +370,21 @@ def evaluate(
     dataset = Dataset.load(data)
     parts = split_dataset(dataset, split, seed=seed)
     results: dict[str, dict[str, Any]] = {}
+    training_lines: list[str] = []
     for name in names:
         model, seconds = _fit(name, per_model[name], parts.train, _progress(), parts)
         r = run_evaluate(model, parts, ks=ks, on=on, mode=mode, seed=seed, progress=_progress())
         r["fit_seconds"] = round(seconds, 3)
+        report = getattr(model, "training_report_", None)
+        if report:
+            r["training"] = report
         results[name] = r
+        training_lines += _training_lines(name, report)
     header = {"dataset": dataset.name, "split": split, "on": on, "mode": mode_label(mode)}
     click.echo(format_results(header, results, ks))
+    if training_lines:
+        click.echo("\ntraining (where the time went):")
+        click.echo("\n".join(f"  {line}" for line in training_lines))
     if json_path is not None:
         doc = {**header, "ks": list(ks), "results": results}
         json_path.parent.mkdir(parents=True, exist_ok=True)

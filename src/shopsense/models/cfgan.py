@@ -68,7 +68,7 @@ class CFGAN(TorchRecommender):
     def _build(self, dataset: Dataset) -> None:
         self._build_net()
 
-    def _make_optimizers(self) -> None:
+    def _make_optimizers(self) -> list[Any]:
         import torch
 
         settings = self.training
@@ -78,6 +78,7 @@ class CFGAN(TorchRecommender):
             )
             for part in (self.net_.generator, self.net_.discriminator)
         )
+        return [self._g_opt, self._d_opt]
 
     def _batches(self, rng: np.random.Generator):
         import torch

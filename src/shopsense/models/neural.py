@@ -2,11 +2,16 @@
 
 The trainer takes its settings from the model's ``training``
 (:class:`~shopsense.models.training.TrainingSettings`). It uses AdamW,
-evaluates validation NDCG@10 after each epoch (full ranking, by the same
-harness as every model), stops after ``patience`` epochs without improvement
-or once ``max_seconds`` of training have passed, and keeps the best weights.
-It is deterministic for a seed on CPU. Weights are saved in safetensors with
-the model's other arrays.
+evaluates validation NDCG@10 (full ranking, by the same harness as every
+model) after each epoch, stops after ``patience`` validations without
+improvement, and keeps the best weights.
+With ``max_seconds`` the epochs are planned to fit the budget and the
+learning rate follows a warm-up and a cosine to its end
+(:mod:`shopsense.models.budget`); with ``refit``, the epoch count chosen is
+then trained afresh on train + validation, inside the same budget. Where the
+time went is ``training_report_``. It is deterministic for a seed on CPU
+(with a budget: for the same epochs planned). Weights are saved in
+safetensors with the model's other arrays.
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ from shopsense.data.sequences import Sequences
 from shopsense.data.split import Split
 from shopsense.errors import ShopsenseError
 from shopsense.models.base import Recommender
+from shopsense.models.budget import EpochPlan, PhaseReport
 from shopsense.models.factorization import cosine
 from shopsense.models.training import TrainingSettings
 
 N_TYPES = len(EVENT_TYPES)
 INFER_CHUNK = 512
+
+clock = time.perf_counter
+"""The trainer's wall clock (seconds): what budgets are measured by; tests set a fake."""
 
 
 def torch_device(name: str):
@@ -92,7 +101,8 @@ class TorchRecommender(Recommender):
     def _batch_loss(self, batch):
         raise NotImplementedError
 
-    def _make_optimizers(self) -> None:
+    def _make_optimizers(self) -> list[Any]:
+        """The optimizers of a phase of training; the trainer sets their learning rate."""
         import torch
 
         self._optimizer = torch.optim.AdamW(
@@ -100,6 +110,7 @@ class TorchRecommender(Recommender):
             lr=self.training.learning_rate,
             weight_decay=self.training.weight_decay,
         )
+        return [self._optimizer]
 
     def _train_step(self, batch) -> float:
         """One optimization step on a batch; returns its loss."""
@@ -139,8 +150,10 @@ class TorchRecommender(Recommender):
     # ------------------------------------------------------------------ training
     def fit(self, dataset: Dataset, progress: bool = False, validation: Split | None = None):
         """Train; with ``validation`` (a split of the same dataset), stop early on
-        its NDCG@10 and keep the best epoch's weights."""
-        self._validation = validation
+        its NDCG@10, keep the best epoch's weights, and with ``refit`` train
+        afresh on its train + validation parts for that many epochs. A budget
+        counts from here: all of fitting is inside it."""
+        self._validation, self._started = validation, clock()
         try:
             return super().fit(dataset, progress)
         finally:
@@ -149,69 +162,158 @@ class TorchRecommender(Recommender):
     def _fit(self, dataset: Dataset, progress: bool) -> None:
         import torch
 
+        settings = self.training
+        started = self._started
+        torch.set_num_threads(usable_cores())
+        self._device = torch_device(settings.device)
+        validation = self._validation
+        refit_data = validation.refit_data() if validation is not None and settings.refit else None
+        refit_cost = (
+            0.0
+            if refit_data is None
+            else len(refit_data.interactions) / max(len(dataset.interactions), 1)
+        )
+        plan = EpochPlan(settings.epochs, settings.max_seconds, self._warmup_seconds(), refit_cost)
+        self.history_: list[dict[str, Any]] = []
+        self.best_epoch_: int | None = None
+        stopped = self._train_phase("train", dataset, validation, plan, started, progress)
+        phases = [PhaseReport.of(plan, "train", stopped, clock() - started)]
+        refit = None
+        if refit_data is not None and self.best_epoch_:
+            outcome, refit_phase = self._refit(refit_data, plan, started, progress)
+            refit = {"epochs_wanted": self.best_epoch_, "outcome": outcome}
+            phases += refit_phase
+        self.training_report_ = {
+            "budget_seconds": settings.max_seconds,
+            "seconds": round(clock() - started, 2),
+            "best_epoch": self.best_epoch_,
+            "refit": refit,
+            "phases": [p.as_dict() for p in phases],
+        }
+
+    def _warmup_seconds(self) -> float:
+        settings = self.training
+        return (settings.max_seconds or 0.0) * settings.warmup_share
+
+    def _refit(
+        self, data: Dataset, plan: EpochPlan, started: float, progress: bool
+    ) -> tuple[str, list[PhaseReport]]:
+        """Train afresh on ``data`` (train + validation) for the epoch count
+        validation chose, in the time ``plan`` kept back for it. A refit of
+        fewer epochs is not what validation chose, so where the budget cannot
+        hold them all it is not started, and where a slower machine cuts it
+        short the early-stopped model is kept. Returns the outcome and the
+        refit's phase (none when not started)."""
+        wanted = self.best_epoch_ or 0
+        if plan.refit_epochs(wanted, clock() - started) < wanted:
+            return "skipped: no time left for its epochs", []
+        early_stopped = dict(vars(self))  # what the refit replaces, object by object
+        phase_started = clock()
+        self.user_items_ = data.user_item_matrix()
+        refit_plan = EpochPlan(wanted, self.training.max_seconds, self._warmup_seconds())
+        stopped = self._train_phase("refit", data, None, refit_plan, started, progress)
+        phase = PhaseReport.of(refit_plan, "refit", stopped, clock() - phase_started)
+        if stopped != "epochs":
+            vars(self).update(early_stopped)
+            return "cut short by the budget: the early-stopped model is kept", [phase]
+        return "kept", [phase]
+
+    def _train_phase(
+        self,
+        phase: str,
+        dataset: Dataset,
+        validation: Split | None,
+        plan: EpochPlan,
+        started: float,
+        progress: bool,
+    ) -> str:
+        """Train afresh on ``dataset`` for the epochs ``plan`` gives, at its learning
+        rates; with ``validation``, keep the best epoch's weights. Returns what
+        stopped it: ``epochs`` (all asked for), ``budget`` or ``patience``."""
+        import torch
+
         from shopsense.evaluation.evaluate import evaluate
 
         settings = self.training
         torch.manual_seed(settings.seed)
-        torch.set_num_threads(usable_cores())
         rng = np.random.default_rng(settings.seed)
-        self._device = torch_device(settings.device)
         self._build(dataset)
         self.net_.to(self._device)
-        self._make_optimizers()
+        optimizers = self._make_optimizers()
         self._average: dict | None = None
         best, best_state, stale = -1.0, None, 0
-        self.history_: list[dict[str, float]] = []
         bar = tqdm(
-            range(1, settings.epochs + 1), desc=self.name, unit=" epoch", disable=not progress
+            total=plan.planned, desc=f"{self.name} {phase}", unit=" epoch", disable=not progress
         )
-        started = time.perf_counter()
-        for epoch in bar:
+        stopped, rate = "epochs", settings.learning_rate
+        epoch_started = clock()  # each epoch starts where the last one ended: wall to wall
+        plan.start(epoch_started - started)
+        while plan.another_epoch():
             self.net_.train()
             total, count = 0.0, 0
             for batch in self._batches(rng):
+                rate = settings.learning_rate * plan.learning_rate_factor(clock() - started)
+                for optimizer in optimizers:
+                    for group in optimizer.param_groups:
+                        group["lr"] = rate
                 total += self._train_step(batch)
                 count += 1
-            record = {
-                "epoch": epoch,
+            now = clock()
+            plan.add_epoch(now - epoch_started, now - started)
+            epoch_started = now
+            record: dict[str, Any] = {
+                "phase": phase,
+                "epoch": plan.done,
                 "loss": total / max(count, 1),
-                "seconds": round(time.perf_counter() - started, 2),
+                "learning_rate": rate,
+                "seconds": round(now - started, 2),
             }
-            last = epoch == settings.epochs
-            if self._validation is not None and (epoch % settings.eval_every == 0 or last):
+            if validation is not None and (
+                plan.done % settings.eval_every == 0 or not plan.another_epoch()
+            ):
                 self.net_.eval()
                 live = self._use_average()
-                ndcg = evaluate(self, self._validation, ks=(10,), on="valid")["NDCG@10"]
+                ndcg = evaluate(self, validation, ks=(10,), on="valid")["NDCG@10"]
                 record["valid_NDCG@10"] = ndcg
                 if ndcg > best:
                     best, stale = ndcg, 0
                     best_state = copy.deepcopy(self.net_.state_dict())
-                    self.best_epoch_ = epoch
+                    self.best_epoch_ = plan.done
                 else:
                     stale += 1
                 if live is not None:
                     self.net_.load_state_dict(live)
+                epoch_started = clock()
+                plan.add_validation(epoch_started - now, epoch_started - started)
             self.history_.append(record)
+            bar.total = plan.planned
+            bar.update()
             bar.set_postfix(
                 loss=f"{record['loss']:.4f}",
                 valid=f"{record.get('valid_NDCG@10', float('nan')):.4f}",
             )
-            if self._validation is not None and stale >= settings.patience:
+            if validation is not None and stale >= settings.patience:
+                stopped = "patience"
                 break
-            if (
-                settings.max_seconds is not None
-                and time.perf_counter() - started > settings.max_seconds
-            ):
-                break
+        else:
+            stopped = "budget" if plan.planned < plan.epochs else "epochs"
+        bar.close()
         if best_state is not None:
             self.net_.load_state_dict(best_state)
         elif self._average is not None:
             self.net_.load_state_dict(self._average)
         self.net_.eval()
+        return stopped
 
     # ------------------------------------------------------------------ storage
     def _state(self) -> dict[str, np.ndarray]:
         return {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+
+    def _json_state(self) -> dict[str, Any]:
+        return {"training_report": getattr(self, "training_report_", None)}
+
+    def _set_json_state(self, state: dict[str, Any]) -> None:
+        self.training_report_ = state.get("training_report")
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         import torch
@@ -232,21 +334,6 @@ class TorchRecommender(Recommender):
 
     def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:
         """Arrays beyond the network's weights."""
-
-
-def refit(model: TorchRecommender, split: Split, progress: bool = False) -> TorchRecommender:
-    """A fresh copy of ``model`` (fitted with ``validation=split``) trained on the
-    split's train and validation parts for the epoch count validation chose.
-
-    Early stopping holds out each user's newest step before test; the final model
-    should learn from it too. Like scikit-learn's ``refit`` after a search.
-    """
-    if not hasattr(model, "best_epoch_"):
-        raise ShopsenseError("refit needs a model fitted with validation (it takes its best epoch)")
-    params = {**model.get_params(), "epochs": model.best_epoch_, "max_seconds": None}
-    final = type(model)(**params)
-    final.fit(split.refit_data(), progress=progress)
-    return final
 
 
 class SequenceRecommender(TorchRecommender):

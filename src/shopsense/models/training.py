@@ -35,10 +35,17 @@ class TrainingSettings:
     """How a neural model trains, as opposed to what it is.
 
     - ``epochs``: at most this many passes over the data.
-    - ``max_seconds``: stop after the epoch during which this many seconds of
-      training have passed (None: no limit).
+    - ``max_seconds``: a budget in wall seconds for the whole fit (building,
+      training, validation passes and any refit). With one, the learning rate
+      warms up over the first ``warmup_share`` of it and then follows a cosine
+      to zero at the end of the last epoch that fits
+      (:mod:`shopsense.models.budget`); without one it is constant and
+      training runs ``epochs``.
     - ``patience``: with validation, stop after this many validation passes
       without a better NDCG@10; ``eval_every``: validate every this many epochs.
+    - ``refit``: with validation, then train afresh on train + validation for
+      the epoch count validation chose (inside ``max_seconds`` too); without
+      validation the data given is already all there is, and nothing is refit.
     - ``ema_decay`` > 0: validate and keep an exponential moving average of
       the weights instead of the last step's.
     """
@@ -51,6 +58,8 @@ class TrainingSettings:
     patience: int = 10
     eval_every: int = 1
     max_seconds: float | None = None
+    warmup_share: float = 0.05
+    refit: bool = False
     seed: int = 0
     device: str = "cpu"
 
@@ -76,6 +85,11 @@ class TrainingSettings:
                 self.max_seconds is None or (_is_number(self.max_seconds) and self.max_seconds > 0),
                 "a number of seconds > 0, or null for no budget",
             ),
+            "warmup_share": (
+                _is_number(self.warmup_share) and 0 <= self.warmup_share < 1,
+                "a number in [0, 1)",
+            ),
+            "refit": (isinstance(self.refit, bool), "true or false"),
             "seed": (_is_int(self.seed), "an integer"),
             "device": (self.device in DEVICES, " or ".join(DEVICES)),
         }

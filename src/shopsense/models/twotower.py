@@ -242,9 +242,10 @@ class TwoTower(TorchRecommender):
 
     # ------------------------------------------------------------------ storage
     def _json_state(self) -> dict[str, Any]:
-        return {"vocab": self.vocab_, "n_id_items": self.n_id_items_}
+        return {**super()._json_state(), "vocab": self.vocab_, "n_id_items": self.n_id_items_}
 
     def _set_json_state(self, state: dict[str, Any]) -> None:
+        super()._set_json_state(state)
         self.vocab_, self.n_id_items_ = state["vocab"], state["n_id_items"]
 
     def _state(self) -> dict[str, np.ndarray]:
