@@ -1,4 +1,5 @@
-"""The neural models' shared training settings and training to a budget."""
+"""The neural models' shared training settings, training to a budget, and
+validation on a sample of users."""
 
 import importlib
 import itertools
@@ -15,6 +16,7 @@ from shopsense.models.ncf import NCF
 from shopsense.models.registry import create_model, load_model, model_class, model_names
 from shopsense.models.sasrec import SASRec
 from shopsense.models.training import TrainingSettings
+from shopsense.models.validation import validation_sample, validation_users
 
 # The module, not the function the package exports under the same name.
 harness = importlib.import_module("shopsense.evaluation.evaluate")
@@ -55,6 +57,7 @@ def test_each_model_keeps_its_own_defaults():
         ({"learning_rate": 0}, "learning_rate must be a number > 0"),
         ({"ema_decay": 1.0}, r"ema_decay must be a number in \[0, 1\)"),
         ({"max_seconds": 0}, "max_seconds must be"),
+        ({"valid_users": 0}, "valid_users must be"),
         ({"refit": "yes"}, "refit must be true or false"),
         ({"device": "tpu"}, "device must be cpu or cuda"),
     ],
@@ -127,6 +130,29 @@ def test_the_rate_warms_up_then_falls_to_zero_when_the_last_epoch_ends():
     assert rates[0] > 0.99 and rates[-1] == 0.0
     # Half way down once half the time after the warm-up has passed.
     assert plan.learning_rate_factor(10.0 + 5.0 + 85.0 / 2) == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------- validation sample
+def test_validation_sample_is_fixed_by_the_seed_and_keeps_the_rest(store):
+    split = split_dataset(store, "loo")
+    a, b = validation_sample(split, 50, seed=1), validation_sample(split, 50, seed=1)
+    assert validation_users(a) == 50 and a.valid.equals(b.valid)
+    assert set(a.valid["user"]) <= set(split.valid["user"])
+    assert not a.valid.equals(validation_sample(split, 50, seed=2).valid)
+    assert a.train is split.train
+    assert (a.history("valid") != split.history("valid")).nnz == 0
+    assert validation_sample(split, None, seed=1) is split
+    assert validation_sample(split, 10**6, seed=1) is split
+
+
+def test_training_validates_on_the_sample(store):
+    split = split_dataset(store, "loo")
+    model = SASRec(**TINY, epochs=2, valid_users=40).fit(split.train, validation=split)
+    (train,) = model.training_report_["phases"]
+    assert train["validation_users"] == 40 and train["validation_passes"] == 2
+    sample = validation_sample(split, 40, seed=0)
+    model_ndcg = harness.evaluate(model, sample, ks=(10,), on="valid")["NDCG@10"]
+    assert model.history_[model.best_epoch_ - 1]["valid_NDCG@10"] == pytest.approx(model_ndcg)
 
 
 # ---------------------------------------------------------------------- training to a budget
@@ -235,6 +261,8 @@ def test_evaluate_reports_where_the_training_time_went(capsys, store_dir, tmp_pa
         "10",
         "--param",
         "sasrec.hidden=16,sasrec.max_len=10,sasrec.epochs=2,sasrec.max_seconds=600",
+        "--param",
+        "sasrec.valid_users=50",
         "--json",
         str(tmp_path / "r.json"),
     )
@@ -244,6 +272,7 @@ def test_evaluate_reports_where_the_training_time_went(capsys, store_dir, tmp_pa
     report = results["sasrec"]["training"]
     (train,) = report["phases"]
     assert report["budget_seconds"] == 600 and train["validation_passes"] == 2
+    assert train["validation_users"] == 50
     assert "training (where the time went):" in out and "2 epochs of 2 planned" in out
 
 

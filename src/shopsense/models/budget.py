@@ -153,6 +153,7 @@ class PhaseReport:
     seconds_per_epoch: float
     validation_passes: int
     validation_seconds: float
+    validation_users: int | None
     seconds: float
 
     @classmethod
@@ -161,6 +162,7 @@ class PhaseReport:
         plan: EpochPlan,
         phase: str,
         stopped: str,
+        validation_users: int | None,
         seconds: float,
     ) -> PhaseReport:
         return cls(
@@ -172,6 +174,7 @@ class PhaseReport:
             seconds_per_epoch=round(plan.seconds_per_epoch, 3),
             validation_passes=plan.validations,
             validation_seconds=round(plan.valid_seconds, 2),
+            validation_users=validation_users,
             seconds=round(seconds, 2),
         )
 
@@ -190,8 +193,8 @@ def format_training_report(report: dict[str, Any]) -> str:
         )
         if phase["validation_passes"]:
             line += (
-                f"; {phase['validation_passes']} validation passes "
-                f"in {phase['validation_seconds']:.1f} s"
+                f"; {phase['validation_passes']} validation passes on "
+                f"{phase['validation_users']:,} users in {phase['validation_seconds']:.1f} s"
             )
         lines.append(line)
     refit = report.get("refit")

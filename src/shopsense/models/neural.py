@@ -3,7 +3,7 @@
 The trainer takes its settings from the model's ``training``
 (:class:`~shopsense.models.training.TrainingSettings`). It uses AdamW,
 evaluates validation NDCG@10 (full ranking, by the same harness as every
-model) after each epoch, stops after ``patience`` validations without
+model, on a fixed sample of users) after each epoch, stops after ``patience`` validations without
 improvement, and keeps the best weights.
 With ``max_seconds`` the epochs are planned to fit the budget and the
 learning rate follows a warm-up and a cosine to its end
@@ -34,6 +34,7 @@ from shopsense.models.base import Recommender
 from shopsense.models.budget import EpochPlan, PhaseReport
 from shopsense.models.factorization import cosine
 from shopsense.models.training import TrainingSettings
+from shopsense.models.validation import validation_sample, validation_users
 
 N_TYPES = len(EVENT_TYPES)
 INFER_CHUNK = 512
@@ -166,8 +167,11 @@ class TorchRecommender(Recommender):
         started = self._started
         torch.set_num_threads(usable_cores())
         self._device = torch_device(settings.device)
-        validation = self._validation
-        refit_data = validation.refit_data() if validation is not None and settings.refit else None
+        split = self._validation
+        validation = (
+            None if split is None else validation_sample(split, settings.valid_users, settings.seed)
+        )
+        refit_data = split.refit_data() if split is not None and settings.refit else None
         refit_cost = (
             0.0
             if refit_data is None
@@ -177,7 +181,8 @@ class TorchRecommender(Recommender):
         self.history_: list[dict[str, Any]] = []
         self.best_epoch_: int | None = None
         stopped = self._train_phase("train", dataset, validation, plan, started, progress)
-        phases = [PhaseReport.of(plan, "train", stopped, clock() - started)]
+        users = None if validation is None else validation_users(validation)
+        phases = [PhaseReport.of(plan, "train", stopped, users, clock() - started)]
         refit = None
         if refit_data is not None and self.best_epoch_:
             outcome, refit_phase = self._refit(refit_data, plan, started, progress)
@@ -212,7 +217,7 @@ class TorchRecommender(Recommender):
         self.user_items_ = data.user_item_matrix()
         refit_plan = EpochPlan(wanted, self.training.max_seconds, self._warmup_seconds())
         stopped = self._train_phase("refit", data, None, refit_plan, started, progress)
-        phase = PhaseReport.of(refit_plan, "refit", stopped, clock() - phase_started)
+        phase = PhaseReport.of(refit_plan, "refit", stopped, None, clock() - phase_started)
         if stopped != "epochs":
             vars(self).update(early_stopped)
             return "cut short by the budget: the early-stopped model is kept", [phase]

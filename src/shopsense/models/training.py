@@ -43,6 +43,9 @@ class TrainingSettings:
       training runs ``epochs``.
     - ``patience``: with validation, stop after this many validation passes
       without a better NDCG@10; ``eval_every``: validate every this many epochs.
+    - ``valid_users``: validate on a fixed, seeded sample of at most this many
+      users (None: all of them), enough to compare epochs for a fraction of a
+      full pass on a large store (:mod:`shopsense.models.validation`).
     - ``refit``: with validation, then train afresh on train + validation for
       the epoch count validation chose (inside ``max_seconds`` too); without
       validation the data given is already all there is, and nothing is refit.
@@ -59,6 +62,7 @@ class TrainingSettings:
     eval_every: int = 1
     max_seconds: float | None = None
     warmup_share: float = 0.05
+    valid_users: int | None = 5000
     refit: bool = False
     seed: int = 0
     device: str = "cpu"
@@ -88,6 +92,10 @@ class TrainingSettings:
             "warmup_share": (
                 _is_number(self.warmup_share) and 0 <= self.warmup_share < 1,
                 "a number in [0, 1)",
+            ),
+            "valid_users": (
+                self.valid_users is None or (_is_int(self.valid_users) and self.valid_users >= 1),
+                "an integer ≥ 1, or null for every user",
             ),
             "refit": (isinstance(self.refit, bool), "true or false"),
             "seed": (_is_int(self.seed), "an integer"),
