@@ -139,7 +139,11 @@ def test_a_word_finished_with_a_space_is_not_a_prefix(engine, store):
         if " " in leaf.noun or start in engine.vocabulary:
             continue
         assert any(h.category == name for h in every_hit(engine, start)), start
-        assert engine.search(start + " ").total == 0
+        finished = engine.search(start + " ", per_page=100)
+        if engine.vocabulary.corrections(start):  # a typo of a word ("lap" for "lamp") finds it
+            assert finished.did_you_mean and not any(h.category == name for h in finished.hits)
+        else:
+            assert finished.total == 0
         checked += 1
     assert checked >= 2
 

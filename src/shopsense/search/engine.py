@@ -153,6 +153,7 @@ class SearchEngine:
             self._synonyms,
             self.settings,
             prefix=typing,
+            matching=self.lexical.matching,
         )
         plan.required = relaxed_required(plan.word_terms, self.settings, self.lexical.matching)
         return plan

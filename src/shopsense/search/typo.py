@@ -3,9 +3,11 @@ the catalog does not have.
 
 Like Meilisearch's defaults, a word of ``one_typo`` (4) letters or more may
 be one edit away, of ``two_typos`` (8) or more two; a swap of two neighbouring
-letters is one edit. Candidates are compared only against words of a
-compatible length, in C (rapidfuzz), so a correction costs about a
-millisecond on a 50k-word vocabulary.
+letters is one edit. A typed word may have lost a letter, so it is held to
+the budget of the longer of it and the word it is compared with: "don" (3
+letters, no typo of its own) is one edit from "down" (4). Candidates are
+compared only against words of a compatible length, in C (rapidfuzz), so a
+correction costs about a millisecond on a 50k-word vocabulary.
 
 A word being typed is a prefix: its completions are the catalogue's words
 that start with it, the most frequent first; a partly typed word that starts
@@ -70,7 +72,11 @@ class Vocabulary:
     def allowed_edits(self, word: str) -> int:
         if not word.isascii() or not word.isalpha():
             return 0  # numbers, model codes and Chinese words are matched exactly
-        return 2 if len(word) >= self.two_typos else 1 if len(word) >= self.one_typo else 0
+        return self._edits_for(len(word))
+
+    def _edits_for(self, length: int) -> int:
+        """The edits a word of ``length`` letters may be away."""
+        return 2 if length >= self.two_typos else 1 if length >= self.one_typo else 0
 
     def __contains__(self, word: str) -> bool:
         return word in self.counts
@@ -89,18 +95,19 @@ class Vocabulary:
         return (word[:at], word[at:]) if count else None
 
     def corrections(self, word: str) -> list[tuple[str, int]]:
-        """Up to three catalog words within the allowed edits, as (word, edits),
-        nearest first, then most frequent."""
+        """Up to three catalog words within the allowed edits (of the longer of
+        ``word`` and each), as (word, edits), nearest first, then most frequent."""
         from rapidfuzz import process
         from rapidfuzz.distance import OSA
 
-        edits = self.allowed_edits(word)
-        if edits == 0:
+        if not word.isascii() or not word.isalpha():
             return []
         found: list[tuple[int, int, str]] = []
-        for n in range(len(word) - edits, len(word) + edits + 1):
+        most = self._edits_for(len(word) + 2)  # the most edits any compared word allows
+        for n in range(len(word) - most, len(word) + most + 1):
+            edits = self._edits_for(max(n, len(word)))
             group = self.by_length.get(n)
-            if group is None:
+            if group is None or edits == 0 or abs(n - len(word)) > edits:
                 continue
             words, counts = group
             for match, distance, i in process.extract(
@@ -118,6 +125,12 @@ class Vocabulary:
         lo = bisect.bisect_left(words, prefix)
         hi = bisect.bisect_left(words, prefix + "\U0010ffff")
         return sorted(words[lo:hi], key=lambda w: -self.counts[w])[:limit]
+
+    def starts_a_word(self, prefix: str) -> bool:
+        """Whether some word starts with ``prefix`` (or is it)."""
+        words = self.sorted_words
+        at = bisect.bisect_left(words, prefix)
+        return at < len(words) and words[at].startswith(prefix)
 
     def prefix_corrections(self, partial: str, limit: int = 20) -> list[str]:
         """Starts of words, as long as ``partial``, within its allowed edits

@@ -169,9 +169,10 @@ def ranking_features(
 
 
 def exact_terms(plan: QueryPlan) -> list[str]:
-    """The query's own terms; the plan's are distinct, and these (not typo or
-    synonym variants) come first."""
-    return [t for t, w in plan.terms if w >= 1.0]
+    """The query's own terms, as read: a misspelt word's correction and a
+    partial last word's completion, not the typed word, which no title has
+    (``QueryPlan.read_terms``)."""
+    return plan.read_terms
 
 
 @lru_cache(maxsize=1 << 16)
@@ -194,8 +195,9 @@ def _term_features(
     index = catalog.title_index
     table = TitleTerms(*index.gather(rows))
     exact = exact_terms(plan)
-    all_terms = {t for t, _ in plan.terms}
-    every = table.present(index.ids_of(exact + [t for t, w in plan.terms if w < 1.0]))
+    others = plan.other_terms
+    all_terms = set(exact) | set(others)
+    every = table.present(index.ids_of(exact + others))
     present = every[:, : len(exact)]
     out[:, col["query_terms"]] = len(exact)
     out[:, col["title_terms"]] = table.lengths
@@ -241,12 +243,12 @@ def _term_features(
 def _character_features(
     plan: QueryPlan, titles: np.ndarray, out: np.ndarray, col: dict[str, int]
 ) -> None:
-    """Letter-level likeness of query and title, which terms miss: "deckover"
-    against "Deck Over", "2x4" against "2 in. x 4 in."."""
+    """Letter-level likeness of the query as read and the title, which terms
+    miss: "deckover" against "Deck Over", "2x4" against "2 in. x 4 in."."""
     if not len(titles):
         return
     processed = [utils.default_process(t) for t in titles]
-    query = utils.default_process(plan.text)
+    query = utils.default_process(plan.read_text)
     for name, scorer in (
         ("chars_token_set", fuzz.token_set_ratio),
         ("chars_partial", fuzz.partial_ratio),
