@@ -7,6 +7,10 @@ anchor (tantivy, ``en_stem``, OR of the query's terms over titles) measured
 in the same run on the same queries. Typo robustness injects one random edit
 (substitution, deletion, insertion or swap) into one word of 4+ letters per
 query.
+
+``result_sets`` calibrates the result set on the dev queries alone, in
+minutes (no fine-tuning): ``python -c "from bench.search_quality import
+result_sets; result_sets()"``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +40,16 @@ CACHE = Path(os.environ.get("SHOPSENSE_EMBEDDING_CACHE", OUTPUT / "cache" / "emb
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ANCHOR = "BM25 anchor (tantivy en_stem, OR)"
 DEFAULT = "shopsense default (hybrid, fine-tuned MiniLM, LambdaRank)"
+# Changes to the default result set that ``result_sets`` weighs against it.
+RESULT_SET_CHANGES: tuple[dict[str, float], ...] = (
+    {},
+    {"semantic_min_score_with_words": 0.5, "relaxed_share": 0.5},  # no widening, half the words
+    {"semantic_min_score_with_words": 0.5},
+    {"semantic_min_score_with_words": 0.45},
+    {"semantic_min_score_with_words": 0.35},
+    {"relaxed_share": 0.5},
+    {"matching_min_hits": 30},
+)
 
 
 def with_typo(query: str, rng: np.random.Generator) -> str:
@@ -122,14 +137,25 @@ def typo_judgments(judgments: Judgments, seed: int = 0) -> Judgments:
     return Judgments(queries, judgments.grades)
 
 
-def home_depot() -> dict:
+def home_depot_judgments(bench: str) -> tuple[Path, Judgments, list[str], list[str]] | None:
+    """The Home Depot folder, its judgments and their (dev, held-out) query
+    ids, with torch on one thread; None, said as ``bench`` skipped, where the
+    dataset is missing."""
     path = datasets_root() / "homedepot-search"
     if not path.is_dir():
-        print(f"search: skipped, {path} not found")
-        return {"skipped": str(path)}
+        print(f"{bench}: skipped, {path} not found")
+        return None
     torch.set_num_threads(1)
     judgments = load_judgments(path / "queries.csv", path / "labels.csv")
     dev, held = split_queries(sorted(judgments.queries))
+    return path, judgments, dev, held
+
+
+def home_depot() -> dict:
+    found = home_depot_judgments("search")
+    if found is None:
+        return {"skipped": str(datasets_root() / "homedepot-search")}
+    path, judgments, dev, held = found
     held_out = judgments.subset(held)
     out: dict = {"dev_queries": len(dev), "heldout_queries": len(held)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,6 +227,53 @@ def home_depot() -> dict:
         out["latency_no_filter"] = latency(engine, texts, [None] * len(texts))
     _print_home_depot(out)
     return out
+
+
+def result_sets() -> dict:
+    """The result set's settings (``query.matching``) weighed on the dev
+    queries only: the index with the shipped encoder, a ranker trained on
+    one half of the dev queries (no fine-tuning, no cross-fitting: the
+    default's costly parts), NDCG@10 and Recall@100 on the other half under
+    each of ``RESULT_SET_CHANGES``; and how near random letter strings come
+    to the catalogue, where ``semantic_min_score`` must stand."""
+    from bench.search_behaviour import nonsense  # it imports this module
+
+    found = home_depot_judgments("search result sets")
+    if found is None:
+        return {"skipped": str(datasets_root() / "homedepot-search")}
+    path, judgments, dev, _ = found
+    train, tune = judgments.subset(dev[0::2]), judgments.subset(dev[1::2])
+    with tempfile.TemporaryDirectory() as tmp:
+        ingest("homedepot", [path], Path(tmp) / "data", progress=False)
+        items = Dataset.load(Path(tmp) / "data").items
+        engine = build_index(
+            items, Path(tmp) / "index", settings=SearchSettings(embedding_cache=str(CACHE))
+        )
+        engine.ranker = train_ranker(engine, train, cross_fit=False)
+        defaults = engine.settings
+        rows = []
+        for changes in RESULT_SET_CHANGES:
+            engine.settings = replace(defaults, **changes)
+            engine.clear_caches()
+            metrics = evaluate_search(lambda q: engine.ranked_ids(q, 100), tune)
+            rows.append({"changes": changes} | {k: metrics[k] for k in ("NDCG@10", "Recall@100")})
+            print(
+                f"  {changes or 'defaults'!s:<72} NDCG@10 {metrics['NDCG@10']:.4f} "
+                f"R@100 {metrics['Recall@100']:.4f}"
+            )
+        engine.settings = defaults
+        nearest = []
+        for text in nonsense(np.random.default_rng(0), 300):
+            vector = engine.encode(text)
+            nearest.append(float(engine.vectors.search(vector, 1, None)[1][0]))
+    levels = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "max": 1.0}
+    quantiles = {k: float(np.quantile(nearest, q)) for k, q in levels.items()}
+    print(
+        f"  on {len(tune.queries):,} dev queries (ranker trained on the other "
+        f"{len(train.queries):,}); nearest item to 300 random letter strings, cosine: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in quantiles.items())
+    )
+    return {"rows": rows, "nonsense_nearest_cosine": {k: round(v, 3) for k, v in quantiles.items()}}
 
 
 def latency(

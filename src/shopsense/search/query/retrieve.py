@@ -4,12 +4,12 @@ each within the filters, fused into one list.
 Filters are applied inside both retrievers, so a selective filter still gets
 the best matches within it rather than what is left of the unfiltered best.
 Only what matches the query is retrieved (``query.matching``): lexically,
-enough of its words; semantically, a cosine of at least
-``semantic_min_score``. An encoder that reads no Chinese (the shipped
-MiniLM: it puts any two Chinese texts near, and on the synthetic store most
-of a Chinese noun's neighbours above the threshold are of another category)
-matches no Chinese query; its words do. A query of no terms has no
-candidates.
+enough of its words; semantically, a cosine of at least its floor, lower
+where the words matched something (``semantic_floor``). An encoder that
+reads no Chinese (the shipped MiniLM: it puts any two Chinese texts near,
+and on the synthetic store most of a Chinese noun's neighbours above the
+threshold are of another category) matches no Chinese query; its words do. A
+query of no terms has no candidates.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from shopsense.search.catalog import Catalog, Filters
 from shopsense.search.index.settings import SearchSettings
 from shopsense.search.lexical import LexicalIndex
 from shopsense.search.query.fusion import fuse
+from shopsense.search.query.matching import semantic_floor
 from shopsense.search.query.plan import QueryPlan
 from shopsense.search.semantic import VectorIndex
 
@@ -59,16 +60,22 @@ def retrieve(
 ) -> Candidates:
     """Lexical and semantic candidates within ``filters``, fused (no vector: lexical only)."""
     s = settings
-    lists, list_weights = [], []
+    lists, list_weights, floors = [], [], []
     lex_rows, lex_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+    found_by_words = False
     if plan.terms:
         text_query = lexical.text_query(plan.terms, s.title_boost)
         match = lexical.match_query(plan.word_terms, plan.required)
         lex_rows, lex_scores = lexical.search(text_query, filters, s.max_hits, match)
+        # Over the whole catalogue, as the relaxing (``semantic_floor``).
+        found_by_words = bool(
+            lexical.matching(plan.word_terms, plan.required) if filters.active() else len(lex_rows)
+        )
         live = ~catalog.deleted[lex_rows]
         lex_rows, lex_scores = lex_rows[live], lex_scores[live]
         lists.append((lex_rows, lex_scores))
         list_weights.append(1.0 - s.semantic_weight)
+        floors.append(None)
     sem_rows, sem_scores = np.empty(0, np.int64), np.empty(0, np.float32)
     reads = s.semantic_reads_chinese or not CJK.search(plan.text)
     if query_vector is not None and vectors is not None and s.semantic_weight > 0 and reads:
@@ -78,11 +85,12 @@ def retrieve(
             live = catalog.live_rows
             allowed[live[catalog.mask(live, filters)]] = True
         sem_rows, sem_scores = vectors.search(query_vector, s.semantic_k, allowed)
-        keep = sem_scores >= s.semantic_min_score
+        keep = sem_scores >= semantic_floor(found_by_words, s)
         sem_rows, sem_scores = sem_rows[keep], sem_scores[keep]
         lists.append((sem_rows, sem_scores))
         list_weights.append(s.semantic_weight)
-    rows, score = fuse(lists, list_weights, s.fusion, s.rrf_k)
+        floors.append(s.semantic_min_score)  # no credit below it (``fusion``)
+    rows, score = fuse(lists, list_weights, s.fusion, s.rrf_k, floors)
     bm25 = _lookup(rows, lex_rows, lex_scores)
     cosine = _lookup(rows, sem_rows, sem_scores, missing=np.nan)
     return Candidates(rows, score, bm25, cosine, len(lex_rows))
