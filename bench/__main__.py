@@ -46,6 +46,7 @@ BENCHMARKS = {
 PARTS = {
     "search-homedepot": search_quality.home_depot,
     "search-latency": search_quality.synthetic_latency,
+    "search-result-sets": search_quality.result_sets,
     "search-million": search_quality.million_items,
     "learning-loop-statistics": learning_loop.statistics,
     "learning-loop-retrain": learning_loop.retrain_loop,
