@@ -222,3 +222,17 @@ def test_item_embeddings_can_start_from_title_embeddings(store):
     emb_sim = (emb @ emb.T) / np.outer(np.linalg.norm(emb, axis=1), np.linalg.norm(emb, axis=1))
     upper = np.triu_indices(len(emb), 1)
     assert np.corrcoef(text_sim[upper], emb_sim[upper])[0, 1] > 0.5
+
+
+def test_fast_dropout_keeps_the_expectation_and_is_off_in_eval():
+    import torch
+
+    from shopsense.models.neural import with_fast_dropout
+
+    net = with_fast_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.25)))
+    assert not any(isinstance(m, torch.nn.Dropout) for m in net.modules())
+    x = torch.ones(100_000)
+    kept = net[1].train()(x)
+    np.testing.assert_allclose(kept.unique().numpy(), [0.0, 1 / 0.75], rtol=1e-6)
+    assert kept.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert torch.equal(net[1].eval()(x), x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from shopsense.models.neural import N_TYPES, NextItemRecommender
+from shopsense.models.neural import N_TYPES, NextItemRecommender, with_fast_dropout
 
 
 def _net(n_items: int, hidden: int, layers: int, dropout: float):
@@ -44,7 +44,7 @@ def _net(n_items: int, hidden: int, layers: int, dropout: float):
             out = torch.gather(out, 1, right.unsqueeze(2).expand(-1, -1, hidden))
             return self.dropout(out)
 
-    return GRU4RecNet()
+    return with_fast_dropout(GRU4RecNet())
 
 
 class GRU4Rec(NextItemRecommender):
