@@ -214,7 +214,7 @@ def test_item_embeddings_can_start_from_title_embeddings(store):
     from shopsense.features.sentence import SentenceEmbedder
 
     # Zero epochs: only the initialisation is under test.
-    model = SASRec(**{**TINY, "epochs": 0}, text_init=True, cache_dir=EMBEDDING_CACHE).fit(store)
+    model = SASRec(**{**TINY, "epochs": 0}, init="text", cache_dir=EMBEDDING_CACHE).fit(store)
     emb = model.item_embeddings()
     titles = SentenceEmbedder(cache_dir=EMBEDDING_CACHE).encode(store.items["title"].tolist())
     # Items whose titles are close start close: the embeddings keep the text's geometry.

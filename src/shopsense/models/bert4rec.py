@@ -23,7 +23,7 @@ class BERT4Rec(SequenceRecommender):
         max_len: int = 50,
         dropout: float = 0.2,
         mask_prob: float = 0.2,
-        text_init: bool = False,
+        init: str = "random",
         cache_dir: str | None = None,
         **training: Any,
     ) -> None:

@@ -60,7 +60,7 @@ class GRU4Rec(NextItemRecommender):
         dropout: float = 0.2,
         loss: str = "ce",
         n_negatives: int = 256,
-        text_init: bool = False,
+        init: str = "random",
         cache_dir: str | None = None,
         **training: Any,
     ) -> None:

@@ -35,6 +35,7 @@ from shopsense.models.budget import EpochPlan, PhaseReport
 from shopsense.models.factorization import cosine
 from shopsense.models.training import TrainingSettings
 from shopsense.models.validation import validation_sample, validation_users
+from shopsense.models.warm_start import check_init, item_vectors
 
 N_TYPES = len(EVENT_TYPES)
 INFER_CHUNK = 512
@@ -361,29 +362,24 @@ class SequenceRecommender(TorchRecommender):
     uses_sequences = True
 
     def _build(self, dataset: Dataset) -> None:
+        check_init(self.init)
         self.sequences_ = Sequences.from_events(dataset.interactions, dataset.n_users)
         self._build_net()
-        if self.text_init:
-            self._init_from_titles(dataset)
+        self._warm_start(dataset)
 
-    def _init_from_titles(self, dataset: Dataset) -> None:
-        """Start item embeddings from the titles' sentence embeddings, reduced to the
-        model's width by PCA and scaled like the default initialisation, so items
-        with few events start near textually similar ones."""
+    def _warm_start(self, dataset: Dataset) -> None:
+        """Start the item embeddings from ``init``'s vectors
+        (:mod:`shopsense.models.warm_start`); rows past the vectors' width, and
+        padding and special tokens, keep the network's own initialisation."""
         import torch
 
-        from shopsense.features.sentence import SentenceEmbedder
-
-        titles = dataset.items["title"].fillna("").astype(str).tolist()
-        vectors = SentenceEmbedder(cache_dir=self.cache_dir).encode(titles).astype(np.float64)
-        vectors -= vectors.mean(axis=0)
         width = self.net_.item_emb.weight.shape[1]
-        _, _, vt = np.linalg.svd(vectors, full_matrices=False)
-        reduced = vectors @ vt[:width].T
-        reduced *= 0.02 / max(reduced.std(), 1e-12)
+        vectors = item_vectors(self.init, dataset, width, self.training.seed, self.cache_dir)
+        if vectors is None:
+            return
         with torch.no_grad():
-            self.net_.item_emb.weight[1 : 1 + self.n_items_, : reduced.shape[1]] = torch.from_numpy(
-                reduced.astype(np.float32)
+            self.net_.item_emb.weight[1 : 1 + self.n_items_, : vectors.shape[1]] = torch.from_numpy(
+                vectors
             )
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -5,7 +5,9 @@ each position from seeing later ones), with either full softmax
 cross-entropy over the catalog or, for catalogs too large for it, sampled
 softmax with the logQ correction for popularity-sampled negatives. The
 behaviour of each step (view, cart, ...) is an input embedding, so a cart
-weighs differently from a view. How it trains (epochs, learning rate,
+weighs differently from a view. ``init`` starts the item embeddings from
+ALS, item-KNN or title vectors instead of noise
+(:mod:`~shopsense.models.warm_start`). How it trains (epochs, learning rate,
 budget, ...) is the shared :class:`~shopsense.models.training.TrainingSettings`.
 """
 
@@ -31,7 +33,7 @@ class SASRec(NextItemRecommender):
         dropout: float = 0.3,
         loss: str = "ce",
         n_negatives: int = 256,
-        text_init: bool = False,
+        init: str = "random",
         cache_dir: str | None = None,
         **training: Any,
     ) -> None:
