@@ -1,5 +1,7 @@
 """Warm starts: item embeddings from ALS or item-KNN instead of noise."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,18 @@ def test_warm_started_model_trains_saves_and_reloads_without_pickle(store, tmp_p
 def test_unknown_init_is_a_clear_error(store):
     with pytest.raises(ShopsenseError, match="init must be one of random, als, itemknn, text"):
         SASRec(**UNTRAINED, init="svd").fit(store)
+
+
+@pytest.mark.parametrize("text_init, init", [(False, "random"), (True, "text")])
+def test_a_version_saved_with_text_init_still_loads(store, tmp_path, text_init, init):
+    """Registries hold versions saved before ``init`` replaced ``text_init``."""
+    model = SASRec(**{**UNTRAINED, "epochs": 1}).fit(store)
+    model.save(tmp_path / "m")
+    doc_path = tmp_path / "m" / "model.json"
+    doc = json.loads(doc_path.read_text())
+    del doc["params"]["init"]
+    doc["params"]["text_init"] = text_init
+    doc_path.write_text(json.dumps(doc))
+    again = load_model(tmp_path / "m")
+    assert again.init == init
+    np.testing.assert_allclose(model.score(np.arange(4)), again.score(np.arange(4)), rtol=1e-5)

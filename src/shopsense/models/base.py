@@ -263,12 +263,19 @@ class Recommender(ABC):
         return json.loads((path / PARAMS_FILE).read_text())
 
     @classmethod
+    def _saved_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """A saved model's parameters in this version's names (a model whose
+        parameters were renamed maps the old names here, so its saved versions
+        still load)."""
+        return params
+
+    @classmethod
     def load(cls, path: str | Path) -> Self:
         """Read a model saved by :meth:`save`. Only JSON and raw arrays are read."""
         doc = cls.read_doc(path)
         if doc.get("model") != cls.name:
             raise ShopsenseError(f"{path} holds a {doc.get('model')!r} model, not {cls.name!r}")
-        model = cls(**doc["params"])
+        model = cls(**cls._saved_params(doc["params"]))
         arrays = load_file(str(Path(path) / ARRAYS_FILE))
         model.n_users_, model.n_items_ = int(doc["n_users"]), int(doc["n_items"])
         indptr = arrays.pop("user_items.indptr")

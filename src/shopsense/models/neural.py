@@ -361,6 +361,15 @@ class SequenceRecommender(TorchRecommender):
 
     uses_sequences = True
 
+    @classmethod
+    def _saved_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Versions saved before ``init`` said ``text_init`` (True: ``init="text"``)."""
+        if "text_init" not in params:
+            return params
+        renamed = {k: v for k, v in params.items() if k != "text_init"}
+        renamed.setdefault("init", "text" if params["text_init"] else "random")
+        return renamed
+
     def _build(self, dataset: Dataset) -> None:
         check_init(self.init)
         self.sequences_ = Sequences.from_events(dataset.interactions, dataset.n_users)
