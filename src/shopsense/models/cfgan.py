@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shopsense.data.dataset import Dataset
-from shopsense.models.neural import TorchRecommender
+from shopsense.models.neural import TorchRecommender, adamw
 from shopsense.models.training import TrainingSettings
 
 
@@ -69,13 +69,8 @@ class CFGAN(TorchRecommender):
         self._build_net()
 
     def _make_optimizers(self) -> list[Any]:
-        import torch
-
-        settings = self.training
         self._g_opt, self._d_opt = (
-            torch.optim.AdamW(
-                part.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-            )
+            adamw(part.parameters(), self.training)
             for part in (self.net_.generator, self.net_.discriminator)
         )
         return [self._g_opt, self._d_opt]
