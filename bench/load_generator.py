@@ -11,11 +11,14 @@ and prints one JSON object: each step's result, with the CPU the server's
 processes and this one spent on it.
 
 A plan: ``{"port": P, "server_pid": PID, "seconds": S, "steps": [STEP, ...]}``;
-a step: ``{"name": N, "requests": [[METHOD, PATH], ...], "concurrency": C}``
+a step may name its own ``port``, ``server_pid`` and ``seconds`` (to send
+slices to two services in turn). A step:
+``{"name": N, "requests": [[METHOD, PATH], ...], "concurrency": C}``
 (closed loop) or ``"rate": R`` (open loop), ``"once": true`` to send each
 request once, ``"warm_up"``: requests sent first at concurrency 2 and not
-counted, and ``"events": {"users": [...], "items": [...], "per_request": K}``
-to post fresh batches of K view events instead of ``requests``.
+counted, ``"keep_latencies": true`` to return every latency (``latencies_ms``),
+and ``"events": {"users": [...], "items": [...], "per_request": K}`` to post
+fresh batches of K view events instead of ``requests``.
 """
 
 from __future__ import annotations
@@ -183,6 +186,7 @@ def _summary(latencies: list[float], ok: int, failures: int, cached: int, elapse
         "requests_per_second": round(len(ms) / elapsed, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "latencies_ms": np.round(ms, 3).tolist(),
     }
 
 
@@ -218,31 +222,40 @@ def run_step(port: int, step: dict, seconds: float) -> dict:
     else:
         result = asyncio.run(closed_loop(port, requests, step["concurrency"], seconds, once))
     result["warm_up_succeeded"] = warm["succeeded"]
+    if not step.get("keep_latencies"):
+        del result["latencies_ms"]
     return result
 
 
 def main(plan_path: str) -> None:
     plan: dict[str, Any] = json.loads(Path(plan_path).read_text())
-    server = psutil.Process(plan["server_pid"])
-    processes = [server, *server.children(recursive=True)]
     me = psutil.Process()
+    served_by: dict[int, list[psutil.Process]] = {}
 
     def cpu(ps: list[psutil.Process]) -> float:
         return sum(sum(p.cpu_times()[:2]) for p in ps)
 
     out = {}
     for step in plan["steps"]:
+        pid = step.get("server_pid", plan["server_pid"])
+        if pid not in served_by:
+            server = psutil.Process(pid)
+            served_by[pid] = [server, *server.children(recursive=True)]
+        processes = served_by[pid]
         server_before, me_before = cpu(processes), cpu([me])
-        result = run_step(plan["port"], step, plan["seconds"])
+        result = run_step(
+            step.get("port", plan["port"]), step, step.get("seconds", plan["seconds"])
+        )
         served = max(result["requests"] + result["warm_up_succeeded"], 1)
         result["server_cpu_ms_per_request"] = round(
-            (cpu(processes) - server_before) / served * 1e3, 2
+            (cpu(processes) - server_before) / served * 1e3, 3
         )
         result["load_generator_cpu_ms_per_request"] = round(
-            (cpu([me]) - me_before) / served * 1e3, 2
+            (cpu([me]) - me_before) / served * 1e3, 3
         )
         out[step["name"]] = result
-        print(f"  {step['name']}: {result}", file=sys.stderr, flush=True)
+        shown = {k: v for k, v in result.items() if k != "latencies_ms"}
+        print(f"  {step['name']}: {shown}", file=sys.stderr, flush=True)
     print(json.dumps(out))
 
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,8 @@ USERS, ITEMS = 100_000, 50_000
 SECONDS = float(os.environ.get("SHOPSENSE_LOAD_SECONDS", 20))
 CACHE = Path(os.environ.get("SHOPSENSE_EMBEDDING_CACHE", OUTPUT / "cache" / "embeddings"))
 EVENTS_PER_REQUEST = 500
+COST_PAIRS = 2 * (int(os.environ.get("SHOPSENSE_COST_PAIRS", 16)) // 2)  # two rounds
+COST_SLICE_SECONDS = float(os.environ.get("SHOPSENSE_COST_SLICE_SECONDS", 5))
 
 
 def _serving_memory_mib(server: subprocess.Popen) -> float:
@@ -177,40 +181,101 @@ def _drive(root: Path, port: int, server: subprocess.Popen, steps: list[dict]) -
     return json.loads(driven.stdout)
 
 
-def _impression_cost(root: Path, state: str, port: int, recs: list[list[str]]) -> dict:
-    """/recommendations with impression logging off and on, in the order off,
-    on, on, off (the first server of a pair ran faster on this machine, by up
-    to 20%: each side gets one first and one second place), medians of each."""
-    steps = [
-        {"name": "recommendations", "requests": recs, "concurrency": 8},
-        {"name": "recommendations_at_rate", "requests": recs, "rate": 500},
-    ]
-    runs: dict[str, list[dict]] = {"off": [], "on": []}
-    for side in ("off", "on", "on", "off"):
-        server = _serve(root, state, port, impressions=side == "on")
-        try:
-            wait_ready(port)
-            runs[side].append(_drive(root, port, server, steps))
-        finally:
+def _cost_round(
+    root: Path, state: str, port: int, order: tuple[str, str], kinds: dict, pairs: range
+) -> dict:
+    """One round of the impression cost: the two services started in ``order``,
+    then each kind of load driven in slices over ``pairs``."""
+    servers: dict[str, tuple[int, subprocess.Popen]] = {}
+    try:
+        for offset, side in enumerate(order):
+            copy = root / f"state_{side}.db"
+            copy.unlink(missing_ok=True)
+            with (
+                closing(sqlite3.connect(state)) as source,
+                closing(sqlite3.connect(copy)) as target,
+            ):
+                source.backup(target)  # a WAL database is more than its main file
+            servers[side] = (port + offset, _serve(root, str(copy), port + offset, side == "on"))
+            wait_ready(port + offset)
+        steps = []
+        for kind, step in kinds.items():
+            for pair in pairs:
+                for side in ("off", "on") if pair % 2 == 0 else ("on", "off"):
+                    side_port, server = servers[side]
+                    slice_of = {"port": side_port, "server_pid": server.pid}
+                    name = f"{kind} {side} {pair}"
+                    steps.append({**step, **slice_of, "name": name, "seconds": COST_SLICE_SECONDS})
+        return _drive(root, port, servers[order[0]][1], steps)
+    finally:
+        for _, server in servers.values():
             server.terminate()
+        for _, server in servers.values():
             server.wait(timeout=60)
-    out: dict = {}
-    for side, driven in runs.items():
-        out[side] = {
-            "requests_per_second": float(
-                np.median([d["recommendations"]["requests_per_second"] for d in driven])
-            ),
-            "p99_ms": float(np.median([d["recommendations"]["p99_ms"] for d in driven])),
-            "p99_ms_at_rate": float(
-                np.median([d["recommendations_at_rate"]["p99_ms"] for d in driven])
-            ),
-            "runs": driven,
+
+
+def _impression_cost(root: Path, state: str, port: int, recs: list[list[str]]) -> dict:
+    """/recommendations with impression logging off and on: both services up at
+    once (each with its own copy of the state), the load sent to one and then
+    the other in ``COST_SLICE_SECONDS`` slices, ``COST_PAIRS`` pairs, the first
+    place alternating. Sequential runs of one service minutes apart differed
+    by more than the 10% bar on this machine; slices side by side see the same
+    machine. And of two services started one after the other, the first ran
+    about 3% faster in an A/A run (both off), so the pairs come in two rounds,
+    each side started first in one. Throughput and CPU: the median of the
+    pairs' ratios; p99: over all of a side's requests (one slice's p99 rests
+    on its 40 slowest), and the median of the pairs' ratios of slice p99s."""
+    kinds = {
+        "concurrency_8": {"requests": recs, "concurrency": 8, "keep_latencies": True},
+        "at_rate": {"requests": recs, "rate": 500, "keep_latencies": True},
+    }
+    driven: dict = {}
+    half = COST_PAIRS // 2
+    for round_, order in enumerate((("off", "on"), ("on", "off"))):
+        pairs = range(round_ * half, (round_ + 1) * half)
+        driven.update(_cost_round(root, state, port, order, kinds, pairs))
+    out: dict = {"pairs": COST_PAIRS, "slice_seconds": COST_SLICE_SECONDS}
+    for kind in kinds:
+        sides = {
+            side: [driven[f"{kind} {side} {pair}"] for pair in range(COST_PAIRS)]
+            for side in ("off", "on")
         }
-    off, on = out["off"], out["on"]
-    out["throughput_cost"] = 1 - on["requests_per_second"] / off["requests_per_second"]
-    out["p99_cost"] = on["p99_ms"] / off["p99_ms"] - 1
-    out["p99_at_rate_cost"] = on["p99_ms_at_rate"] / off["p99_ms_at_rate"] - 1
+        figures: dict = {
+            "p99_ms": {
+                side: round(
+                    float(np.percentile([t for s in slices for t in s["latencies_ms"]], 99)), 2
+                )
+                for side, slices in sides.items()
+            }
+        }
+        for figure, name in (
+            ("requests_per_second", "requests_per_second"),
+            ("p99_ms", "slice_p99_ms"),
+            ("server_cpu_ms_per_request", "server_cpu_ms_per_request"),
+        ):
+            off, on = ([s[figure] for s in sides[side]] for side in ("off", "on"))
+            figures[name] = _paired(off, on)
+        figures["failed"] = sum(s["failed"] for slices in sides.values() for s in slices)
+        out[kind] = figures
+    out["throughput_cost"] = 1 - out["concurrency_8"]["requests_per_second"]["paired_ratio"]
+    for kind, name in (("concurrency_8", "p99_cost"), ("at_rate", "p99_at_rate_cost")):
+        p99 = out[kind]["p99_ms"]
+        out[name] = p99["on"] / p99["off"] - 1
     return out
+
+
+def _paired(off: list[float], on: list[float]) -> dict:
+    """Each side's median, the median of the pairs' ratios (on / off) and its
+    95% bootstrap interval over the pairs."""
+    ratios = np.divide(on, off)
+    rng = np.random.default_rng(0)
+    resampled = np.median(rng.choice(ratios, (2000, len(ratios))), axis=1)
+    return {
+        "off": float(np.median(off)),
+        "on": float(np.median(on)),
+        "paired_ratio": float(np.median(ratios)),
+        "paired_ratio_interval": [float(np.percentile(resampled, q)) for q in (2.5, 97.5)],
+    }
 
 
 def _query(text: str) -> str:
@@ -278,11 +343,23 @@ def _print(out: dict) -> None:
     )
     print(f"  serving processes' memory: {out['serving_memory_mib']} MiB")
     cost = out["impression_cost"]
-    off, on = cost["off"], cost["on"]
+    c8, rate = cost["concurrency_8"], cost["at_rate"]
+    rps, p99, p99_rate = c8["requests_per_second"], c8["p99_ms"], rate["p99_ms"]
+    cpu = c8["server_cpu_ms_per_request"]
+
+    def interval(figure: dict) -> str:
+        low, high = figure["paired_ratio_interval"]
+        return f"paired ratio {figure['paired_ratio']:.3f}, 95% interval {low:.3f}–{high:.3f}"
+
     print(
-        f"  impression logging, /recommendations off → on (medians of 2 runs each): "
-        f"{off['requests_per_second']} → {on['requests_per_second']} req/s at concurrency 8 "
-        f"({cost['throughput_cost']:+.1%} cost), p99 {off['p99_ms']} → {on['p99_ms']} ms "
-        f"({cost['p99_cost']:+.1%}); at 500 req/s p99 {off['p99_ms_at_rate']} → "
-        f"{on['p99_ms_at_rate']} ms ({cost['p99_at_rate_cost']:+.1%}) (bar ≤ 10% each)"
+        f"  impression logging, /recommendations off → on (both services up, "
+        f"{cost['pairs']} pairs of {cost['slice_seconds']} s slices):\n"
+        f"    throughput at concurrency 8: {rps['off']} → {rps['on']} req/s "
+        f"({interval(rps)}; {cost['throughput_cost']:+.1%} cost)\n"
+        f"    p99 at concurrency 8 over all requests: {p99['off']} → {p99['on']} ms "
+        f"({cost['p99_cost']:+.1%}); slices' p99 {interval(c8['slice_p99_ms'])}\n"
+        f"    p99 at 500 req/s over all requests: {p99_rate['off']} → {p99_rate['on']} ms "
+        f"({cost['p99_at_rate_cost']:+.1%}); slices' p99 {interval(rate['slice_p99_ms'])}\n"
+        f"    server CPU a request at concurrency 8: {cpu['off']} → {cpu['on']} ms "
+        f"({interval(cpu)}) (bar: at most 10% of throughput and p99)"
     )
