@@ -112,3 +112,15 @@ def test_refit_data_is_train_plus_validation(store):
     assert refit.n_users == s.train.n_users and refit.n_items == s.train.n_items
     # A model refit on it sees exactly the history test ranks from.
     assert (refit.user_item_matrix() != s.history("test")).nnz == 0
+
+
+def test_refit_data_can_keep_some_users_validation_steps_out(store):
+    s = split_dataset(store, "loo")
+    kept_out = s.valid["user"].unique()[:5]
+    data = s.refit_data(keep_out=kept_out)
+    others = s.valid[~s.valid["user"].isin(kept_out)]
+    assert len(data.events) == len(s.train.events) + len(others)
+    seen = data.user_item_matrix()
+    for user, item in s.valid[["user", "item"]].itertuples(index=False):
+        assert seen[user, item] == (0 if user in kept_out else 1)
+    assert s.refit_data() is s.refit_data()  # the whole of it is cached, a part is not

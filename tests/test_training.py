@@ -59,6 +59,8 @@ def test_each_model_keeps_its_own_defaults():
         ({"max_seconds": 0}, "max_seconds must be"),
         ({"valid_users": 0}, "valid_users must be"),
         ({"refit": "yes"}, "refit must be true or false"),
+        ({"train_on_valid": 1}, "train_on_valid must be true or false"),
+        ({"validation_share": 0}, r"validation_share must be a number in \(0, 1\]"),
         ({"device": "tpu"}, "device must be cpu or cuda"),
     ],
 )
@@ -132,6 +134,24 @@ def test_the_rate_warms_up_then_falls_to_zero_when_the_last_epoch_ends():
     assert plan.learning_rate_factor(10.0 + 5.0 + 85.0 / 2) == pytest.approx(0.5)
 
 
+def test_validation_passes_stay_within_their_share_of_the_time():
+    plan = EpochPlan(epochs=100, deadline=None)
+    plan.start(0.0)
+    plan.add_epoch(1.0, elapsed=1.0)
+    assert plan.may_validate(0.25)  # the first pass always may: nothing to judge it by
+    plan.add_validation(2.0, elapsed=3.0)
+    validated_after = []
+    for epoch in range(2, 40):
+        plan.add_epoch(1.0, elapsed=plan.last_seen + 1.0)
+        if plan.may_validate(0.25):
+            validated_after.append(epoch)
+            plan.add_validation(2.0, elapsed=plan.last_seen + 2.0)
+        assert plan.valid_seconds <= 0.25 * (plan.train_seconds + plan.valid_seconds) or epoch < 6
+    # 2 s a pass at 1 s an epoch: the second pass once 12 s have been trained (4 s of
+    # checks in 16), then one every 6 epochs keeps 2 s of each 8 on checks.
+    assert validated_after[:3] == [12, 18, 24] and plan.may_validate(1.0)
+
+
 # ---------------------------------------------------------------------- validation sample
 def test_validation_sample_is_fixed_by_the_seed_and_keeps_the_rest(store):
     split = split_dataset(store, "loo")
@@ -153,6 +173,20 @@ def test_training_validates_on_the_sample(store):
     sample = validation_sample(split, 40, seed=0)
     model_ndcg = harness.evaluate(model, sample, ks=(10,), on="valid")["NDCG@10"]
     assert model.history_[model.best_epoch_ - 1]["valid_NDCG@10"] == pytest.approx(model_ndcg)
+
+
+def test_train_on_valid_learns_everyone_s_validation_step_but_the_sample_s(store):
+    split = split_dataset(store, "loo")
+    model = SASRec(**TINY, epochs=1, valid_users=40, train_on_valid=True)
+    model.fit(split.train, validation=split)
+    sample = set(validation_sample(split, 40, seed=0).valid["user"])
+    trained_on = model.sequences_
+    for user, item in split.valid[["user", "item"]].itertuples(index=False):
+        last = trained_on.rows(np.array([user])).items[-1]
+        assert (last == item) == (user not in sample)
+        assert model.user_items_[user, item] == (user not in sample)
+    (train,) = model.training_report_["phases"]
+    assert train["validation_users"] == 40
 
 
 # ---------------------------------------------------------------------- training to a budget

@@ -72,14 +72,21 @@ class Split:
             self._cache[key] = Sequences.from_events(events, self.train.n_users)
         return self._cache[key]
 
-    def refit_data(self) -> Dataset:
+    def refit_data(self, keep_out: np.ndarray | None = None) -> Dataset:
         """Train plus the validation part: what a final model is refit on once
         validation has chosen its settings. The validation step is each user's
-        newest before test, the most telling about it; test is still unseen."""
+        newest before test, the most telling about it; test is still unseen.
+        ``keep_out``: users whose validation steps stay out (held out for the
+        checks of a model that trains on everyone else's)."""
+        if keep_out is not None:
+            return self._with_valid(self.valid[~self.valid["user"].isin(keep_out)])
         if "refit" not in self._cache:
-            events = pd.concat([self.train.events, self.valid], ignore_index=True)
-            self._cache["refit"] = self.train.with_events(events[self.train.events.columns])
+            self._cache["refit"] = self._with_valid(self.valid)
         return self._cache["refit"]
+
+    def _with_valid(self, valid: pd.DataFrame) -> Dataset:
+        events = pd.concat([self.train.events, valid], ignore_index=True)
+        return self.train.with_events(events[self.train.events.columns])
 
     def targets(self, on: str) -> sp.csr_matrix:
         """The items each user interacted with in the ``on`` part (valid or test)."""

@@ -108,6 +108,15 @@ class EpochPlan:
         more = int(spare // per_epoch) if spare > 0 and per_epoch > 0 else 0
         self.planned = min(self.epochs, self.done + more)
 
+    def may_validate(self, share: float) -> bool:
+        """Whether a validation pass now keeps the passes within ``share`` of
+        the phase's time, at what the passes so far cost (the first always may)."""
+        if not self.validations:
+            return True
+        expected = self.valid_seconds / self.validations
+        spent = self.train_seconds + self.valid_seconds + expected
+        return self.valid_seconds + expected <= share * spent
+
     def another_epoch(self) -> bool:
         return self.done < self.planned
 

@@ -3,8 +3,11 @@
 The trainer takes its settings from the model's ``training``
 (:class:`~shopsense.models.training.TrainingSettings`). It uses AdamW,
 evaluates validation NDCG@10 (full ranking, by the same harness as every
-model, on a fixed sample of users) after each epoch, stops after ``patience`` validations without
-improvement, and keeps the best weights.
+model, on a fixed sample of users) after each epoch while the passes stay
+within ``validation_share`` of the time, stops after ``patience``
+validations without improvement, and keeps the best weights. With
+``train_on_valid`` it trains on the validation step of every user outside
+that sample.
 With ``max_seconds`` the epochs are planned to fit the budget and the
 learning rate follows a warm-up and a cosine to its end
 (:mod:`shopsense.models.budget`); with ``refit``, the epoch count chosen is
@@ -186,6 +189,9 @@ class TorchRecommender(Recommender):
         validation = (
             None if split is None else validation_sample(split, settings.valid_users, settings.seed)
         )
+        if validation is not None and settings.train_on_valid:
+            dataset = split.refit_data(keep_out=validation.valid["user"].unique())
+            self.user_items_ = dataset.user_item_matrix()
         refit_data = split.refit_data() if split is not None and settings.refit else None
         refit_cost = (
             0.0
@@ -289,7 +295,11 @@ class TorchRecommender(Recommender):
                 "seconds": round(now - started, 2),
             }
             if validation is not None and (
-                plan.done % settings.eval_every == 0 or not plan.another_epoch()
+                not plan.another_epoch()
+                or (
+                    plan.done % settings.eval_every == 0
+                    and plan.may_validate(settings.validation_share)
+                )
             ):
                 self.net_.eval()
                 live = self._use_average()

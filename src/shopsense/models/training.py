@@ -43,9 +43,20 @@ class TrainingSettings:
       training runs ``epochs``.
     - ``patience``: with validation, stop after this many validation passes
       without a better NDCG@10; ``eval_every``: validate every this many epochs.
+    - ``validation_share``: validate only while the passes stay within this
+      share of the phase's time (the last epoch is always validated). On a
+      small store a pass is cheap and every epoch is validated; on a large
+      one a pass costs most of an epoch, and validating each would spend the
+      budget on checks instead of training.
     - ``valid_users``: validate on a fixed, seeded sample of at most this many
       users (None: all of them), enough to compare epochs for a fraction of a
       full pass on a large store (:mod:`shopsense.models.validation`).
+    - ``train_on_valid``: with validation, train from the start on the
+      validation step of every user outside the validation sample, whose
+      steps stay held out for the checks. A user's newest step is the most
+      telling about them; this way the model learns from nearly all of them
+      in one run, instead of spending half a budget on a second, fresh run
+      (``refit``) to add them.
     - ``refit``: with validation, then train afresh on train + validation for
       the epoch count validation chose (inside ``max_seconds`` too); without
       validation the data given is already all there is, and nothing is refit.
@@ -60,9 +71,11 @@ class TrainingSettings:
     ema_decay: float = 0.0
     patience: int = 10
     eval_every: int = 1
+    validation_share: float = 0.1
     max_seconds: float | None = None
     warmup_share: float = 0.05
     valid_users: int | None = 5000
+    train_on_valid: bool = False
     refit: bool = False
     seed: int = 0
     device: str = "cpu"
@@ -85,6 +98,10 @@ class TrainingSettings:
             ),
             "patience": (_is_int(self.patience) and self.patience >= 1, "an integer ≥ 1"),
             "eval_every": (_is_int(self.eval_every) and self.eval_every >= 1, "an integer ≥ 1"),
+            "validation_share": (
+                _is_number(self.validation_share) and 0 < self.validation_share <= 1,
+                "a number in (0, 1]",
+            ),
             "max_seconds": (
                 self.max_seconds is None or (_is_number(self.max_seconds) and self.max_seconds > 0),
                 "a number of seconds > 0, or null for no budget",
@@ -97,6 +114,7 @@ class TrainingSettings:
                 self.valid_users is None or (_is_int(self.valid_users) and self.valid_users >= 1),
                 "an integer ≥ 1, or null for every user",
             ),
+            "train_on_valid": (isinstance(self.train_on_valid, bool), "true or false"),
             "refit": (isinstance(self.refit, bool), "true or false"),
             "seed": (_is_int(self.seed), "an integer"),
             "device": (self.device in DEVICES, " or ".join(DEVICES)),
