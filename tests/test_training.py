@@ -44,7 +44,9 @@ def test_flat_keywords_gather_into_the_settings_and_come_back_flat(name):
 
 def test_each_model_keeps_its_own_defaults():
     assert NCF().training.epochs == 30 and NCF().training.batch_size == 2048
-    assert SASRec().training == TrainingSettings()
+    assert SASRec().training == TrainingSettings(
+        batch_size=256, learning_rate=2e-3, ema_decay=0.99, valid_users=2000, train_on_valid=True
+    )
     assert NCF(epochs=3).training.batch_size == 2048
 
 
@@ -253,7 +255,7 @@ def test_a_refit_the_budget_cuts_short_is_not_kept(store, work_clock, monkeypatc
 
     monkeypatch.setattr(SASRec, "_build", slower_from_the_refit)
     params = {**TINY, "epochs": 50, "max_seconds": 60, "refit": True, "patience": 50}
-    model = SASRec(**params).fit(split.train, validation=split)
+    model = SASRec(**params, train_on_valid=False).fit(split.train, validation=split)
     report = model.training_report_
     assert report["refit"]["outcome"].startswith("cut short by the budget")
     refit = report["phases"][1]

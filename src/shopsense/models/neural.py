@@ -13,7 +13,8 @@ learning rate follows a warm-up and a cosine to its end
 (:mod:`shopsense.models.budget`); with ``refit``, the epoch count chosen is
 then trained afresh on train + validation, inside the same budget. Where the
 time went is ``training_report_``. It is deterministic for a seed on CPU
-(with a budget: for the same epochs planned). Weights are saved in
+(with a budget, or a ``validation_share`` below 1, for the same epochs planned
+and validated). Weights are saved in
 safetensors with the model's other arrays.
 """
 
