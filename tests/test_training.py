@@ -45,7 +45,12 @@ def test_flat_keywords_gather_into_the_settings_and_come_back_flat(name):
 def test_each_model_keeps_its_own_defaults():
     assert NCF().training.epochs == 30 and NCF().training.batch_size == 2048
     assert SASRec().training == TrainingSettings(
-        batch_size=256, learning_rate=2e-3, ema_decay=0.99, valid_users=2000, train_on_valid=True
+        batch_size=256,
+        learning_rate=2e-3,
+        ema_decay=0.99,
+        patience=20,
+        valid_users=2000,
+        train_on_valid=True,
     )
     assert NCF(epochs=3).training.batch_size == 2048
 

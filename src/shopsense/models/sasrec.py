@@ -27,13 +27,15 @@ class SASRec(NextItemRecommender):
     protocol: each user's test step removed, so the real one is never seen)
     on Amazon Beauty, ml-100k and the synthetic store: dropout 0.5, batch 256,
     learning rate 2e-3 with an EMA of the weights, sampled softmax, item
-    embeddings from ALS, and ``train_on_valid``."""
+    embeddings from ALS, ``train_on_valid`` and a patience of 20 passes (on a
+    2,000-user sample one pass is noisy)."""
 
     name = "sasrec"
     training_defaults = TrainingSettings(
         batch_size=256,
         learning_rate=2e-3,
         ema_decay=0.99,
+        patience=20,
         valid_users=2000,
         train_on_valid=True,
     )
