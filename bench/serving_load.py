@@ -47,7 +47,7 @@ USERS, ITEMS = 100_000, 50_000
 SECONDS = float(os.environ.get("SHOPSENSE_LOAD_SECONDS", 20))
 CACHE = Path(os.environ.get("SHOPSENSE_EMBEDDING_CACHE", OUTPUT / "cache" / "embeddings"))
 EVENTS_PER_REQUEST = 500
-COST_PAIRS = 2 * (int(os.environ.get("SHOPSENSE_COST_PAIRS", 16)) // 2)  # two rounds
+COST_SETS = 3 * (int(os.environ.get("SHOPSENSE_COST_SETS", 15)) // 3)  # three rounds
 COST_SLICE_SECONDS = float(os.environ.get("SHOPSENSE_COST_SLICE_SECONDS", 5))
 
 
@@ -181,11 +181,17 @@ def _drive(root: Path, port: int, server: subprocess.Popen, steps: list[dict]) -
     return json.loads(driven.stdout)
 
 
+COST_SIDES = {"off": False, "control": False, "on": True}
+"""The impression cost's services: logging off, a second one off (the A/A
+control: how far two identical services differ here), and logging on."""
+
+
 def _cost_round(
-    root: Path, state: str, port: int, order: tuple[str, str], kinds: dict, pairs: range
+    root: Path, state: str, port: int, order: tuple[str, ...], kinds: dict, sets: range
 ) -> dict:
-    """One round of the impression cost: the two services started in ``order``,
-    then each kind of load driven in slices over ``pairs``."""
+    """One round of the impression cost: the services started in ``order``,
+    then each kind of load driven in slices over ``sets``, the services'
+    places rotating from one set to the next."""
     servers: dict[str, tuple[int, subprocess.Popen]] = {}
     try:
         for offset, side in enumerate(order):
@@ -196,15 +202,19 @@ def _cost_round(
                 closing(sqlite3.connect(copy)) as target,
             ):
                 source.backup(target)  # a WAL database is more than its main file
-            servers[side] = (port + offset, _serve(root, str(copy), port + offset, side == "on"))
+            servers[side] = (
+                port + offset,
+                _serve(root, str(copy), port + offset, COST_SIDES[side]),
+            )
             wait_ready(port + offset)
         steps = []
         for kind, step in kinds.items():
-            for pair in pairs:
-                for side in ("off", "on") if pair % 2 == 0 else ("on", "off"):
+            for index in sets:
+                turn = index % len(order)
+                for side in order[turn:] + order[:turn]:
                     side_port, server = servers[side]
                     slice_of = {"port": side_port, "server_pid": server.pid}
-                    name = f"{kind} {side} {pair}"
+                    name = f"{kind} {side} {index}"
                     steps.append({**step, **slice_of, "name": name, "seconds": COST_SLICE_SECONDS})
         return _drive(root, port, servers[order[0]][1], steps)
     finally:
@@ -215,67 +225,82 @@ def _cost_round(
 
 
 def _impression_cost(root: Path, state: str, port: int, recs: list[list[str]]) -> dict:
-    """/recommendations with impression logging off and on: both services up at
-    once (each with its own copy of the state), the load sent to one and then
-    the other in ``COST_SLICE_SECONDS`` slices, ``COST_PAIRS`` pairs, the first
-    place alternating. Sequential runs of one service minutes apart differed
-    by more than the 10% bar on this machine; slices side by side see the same
-    machine. And of two services started one after the other, the first ran
-    about 3% faster in an A/A run (both off), so the pairs come in two rounds,
-    each side started first in one. Throughput and CPU: the median of the
-    pairs' ratios; p99: over all of a side's requests (one slice's p99 rests
-    on its 40 slowest), and the median of the pairs' ratios of slice p99s."""
+    """/recommendations with impression logging off and on, beside an A/A
+    control: three services up at once (each with its own copy of the state),
+    the load sent to each in turn in ``COST_SLICE_SECONDS`` slices,
+    ``COST_SETS`` sets of one slice each. Sequential runs of one service
+    minutes apart differed by more than the 10% bar on this machine; slices
+    side by side see the same machine. Of services started one after another
+    the first ran about 3% faster in an A/A run, so the sets come in three
+    rounds, each service started first in one. Every figure is a ratio to the
+    "off" service with a 95% bootstrap interval over the sets: throughput and
+    CPU the median of the sets' ratios; p99 over all of a service's requests
+    (one slice's p99 rests on its 25-40 slowest), and the median of the sets'
+    ratios of slice p99s. The control's ratios say what "no difference" looks
+    like on this machine."""
     kinds = {
         "concurrency_8": {"requests": recs, "concurrency": 8, "keep_latencies": True},
         "at_rate": {"requests": recs, "rate": 500, "keep_latencies": True},
     }
+    sides = tuple(COST_SIDES)
+    per_round = COST_SETS // len(sides)
     driven: dict = {}
-    half = COST_PAIRS // 2
-    for round_, order in enumerate((("off", "on"), ("on", "off"))):
-        pairs = range(round_ * half, (round_ + 1) * half)
-        driven.update(_cost_round(root, state, port, order, kinds, pairs))
-    out: dict = {"pairs": COST_PAIRS, "slice_seconds": COST_SLICE_SECONDS}
+    for round_ in range(len(sides)):
+        order = sides[round_:] + sides[:round_]
+        sets = range(round_ * per_round, (round_ + 1) * per_round)
+        driven.update(_cost_round(root, state, port, order, kinds, sets))
+    out: dict = {"sets": COST_SETS, "slice_seconds": COST_SLICE_SECONDS}
     for kind in kinds:
-        sides = {
-            side: [driven[f"{kind} {side} {pair}"] for pair in range(COST_PAIRS)]
-            for side in ("off", "on")
+        slices = {
+            side: [driven[f"{kind} {side} {index}"] for index in range(COST_SETS)] for side in sides
         }
-        figures: dict = {
-            "p99_ms": {
-                side: round(
-                    float(np.percentile([t for s in slices for t in s["latencies_ms"]], 99)), 2
-                )
-                for side, slices in sides.items()
-            }
-        }
-        for figure, name in (
-            ("requests_per_second", "requests_per_second"),
-            ("p99_ms", "slice_p99_ms"),
-            ("server_cpu_ms_per_request", "server_cpu_ms_per_request"),
-        ):
-            off, on = ([s[figure] for s in sides[side]] for side in ("off", "on"))
-            figures[name] = _paired(off, on)
-        figures["failed"] = sum(s["failed"] for slices in sides.values() for s in slices)
+        figures: dict = {"failed": sum(s["failed"] for got in slices.values() for s in got)}
+        for side in ("control", "on"):
+            against = {}
+            for figure, name in (
+                ("requests_per_second", "requests_per_second"),
+                ("p99_ms", "slice_p99_ms"),
+                ("server_cpu_ms_per_request", "server_cpu_ms_per_request"),
+            ):
+                off, other = ([s[figure] for s in slices[k]] for k in ("off", side))
+                against[name] = _paired(off, other)
+            against["p99_ms"] = _pooled_p99(slices["off"], slices[side])
+            figures[side] = against
         out[kind] = figures
-    out["throughput_cost"] = 1 - out["concurrency_8"]["requests_per_second"]["paired_ratio"]
-    for kind, name in (("concurrency_8", "p99_cost"), ("at_rate", "p99_at_rate_cost")):
-        p99 = out[kind]["p99_ms"]
-        out[name] = p99["on"] / p99["off"] - 1
     return out
 
 
-def _paired(off: list[float], on: list[float]) -> dict:
-    """Each side's median, the median of the pairs' ratios (on / off) and its
-    95% bootstrap interval over the pairs."""
-    ratios = np.divide(on, off)
+def _paired(off: list[float], other: list[float]) -> dict:
+    """Each side's median, the median of the sets' ratios (other / off) and its
+    95% bootstrap interval over the sets."""
+    ratios = np.divide(other, off)
     rng = np.random.default_rng(0)
     resampled = np.median(rng.choice(ratios, (2000, len(ratios))), axis=1)
     return {
         "off": float(np.median(off)),
-        "on": float(np.median(on)),
-        "paired_ratio": float(np.median(ratios)),
-        "paired_ratio_interval": [float(np.percentile(resampled, q)) for q in (2.5, 97.5)],
+        "other": float(np.median(other)),
+        "ratio": float(np.median(ratios)),
+        "interval": [float(np.percentile(resampled, q)) for q in (2.5, 97.5)],
     }
+
+
+def _pooled_p99(off: list[dict], other: list[dict]) -> dict:
+    """p99 over all of each side's requests, their ratio, and its 95% bootstrap
+    interval from resampling the sets (a set's slices stay together)."""
+
+    def p99(slices: list[dict], chosen: np.ndarray) -> float:
+        return float(np.percentile(np.concatenate([slices[i]["latencies_ms"] for i in chosen]), 99))
+
+    every = np.arange(len(off))
+    rng = np.random.default_rng(0)
+    ratios = []
+    for _ in range(500):
+        chosen = rng.choice(every, len(every))
+        ratios.append(p99(other, chosen) / p99(off, chosen))
+    low, high = (float(np.percentile(ratios, q)) for q in (2.5, 97.5))
+    first, second = p99(off, every), p99(other, every)
+    return {"off": round(first, 2), "other": round(second, 2), "ratio": second / first,
+            "interval": [low, high]}  # fmt: skip
 
 
 def _query(text: str) -> str:
@@ -342,24 +367,30 @@ def _print(out: dict) -> None:
         f"(bar ≥ 2,000 events/s, 0 lost)"
     )
     print(f"  serving processes' memory: {out['serving_memory_mib']} MiB")
-    cost = out["impression_cost"]
-    c8, rate = cost["concurrency_8"], cost["at_rate"]
-    rps, p99, p99_rate = c8["requests_per_second"], c8["p99_ms"], rate["p99_ms"]
-    cpu = c8["server_cpu_ms_per_request"]
+    _print_impression_cost(out["impression_cost"])
 
-    def interval(figure: dict) -> str:
-        low, high = figure["paired_ratio_interval"]
-        return f"paired ratio {figure['paired_ratio']:.3f}, 95% interval {low:.3f}–{high:.3f}"
 
+def _print_impression_cost(cost: dict) -> None:
     print(
-        f"  impression logging, /recommendations off → on (both services up, "
-        f"{cost['pairs']} pairs of {cost['slice_seconds']} s slices):\n"
-        f"    throughput at concurrency 8: {rps['off']} → {rps['on']} req/s "
-        f"({interval(rps)}; {cost['throughput_cost']:+.1%} cost)\n"
-        f"    p99 at concurrency 8 over all requests: {p99['off']} → {p99['on']} ms "
-        f"({cost['p99_cost']:+.1%}); slices' p99 {interval(c8['slice_p99_ms'])}\n"
-        f"    p99 at 500 req/s over all requests: {p99_rate['off']} → {p99_rate['on']} ms "
-        f"({cost['p99_at_rate_cost']:+.1%}); slices' p99 {interval(rate['slice_p99_ms'])}\n"
-        f"    server CPU a request at concurrency 8: {cpu['off']} → {cpu['on']} ms "
-        f"({interval(cpu)}) (bar: at most 10% of throughput and p99)"
+        f"  impression logging, /recommendations, each figure a ratio to the service "
+        f"with logging off, 95% interval over {cost['sets']} sets of "
+        f"{cost['slice_seconds']} s slices (three services up at once; bar: logging on "
+        f"costs at most 10% of throughput and p99; the A/A control is a second service "
+        f"with logging off):"
     )
+    for kind, load in (("concurrency_8", "at concurrency 8"), ("at_rate", "at 500 req/s")):
+        for figure, what in (
+            ("requests_per_second", "throughput"),
+            ("p99_ms", "p99 over all requests"),
+            ("slice_p99_ms", "p99 of a slice"),
+            ("server_cpu_ms_per_request", "server CPU a request"),
+        ):
+            if kind == "at_rate" and figure == "requests_per_second":
+                continue  # the rate is offered, not measured
+            row = []
+            for side in ("on", "control"):
+                f = cost[kind][side][figure]
+                low, high = f["interval"]
+                row.append(f"{side} {f['other']:.2f} ({f['ratio']:.3f}, {low:.3f}–{high:.3f})")
+            off = cost[kind]["on"][figure]["off"]
+            print(f"    {what} {load}: off {off:.2f}; " + "; ".join(row))
