@@ -18,7 +18,11 @@ slices to two services in turn). A step:
 request once, ``"warm_up"``: requests sent first at concurrency 2 and not
 counted, ``"keep_latencies": true`` to return every latency (``latencies_ms``),
 and ``"events": {"users": [...], "items": [...], "per_request": K}`` to post
-fresh batches of K view events instead of ``requests``.
+fresh batches of K view events instead of ``requests``. A step
+``{"together": [STEP, ...], "seconds": S}`` runs its steps at the same time,
+each against its own ``port`` and ``server_pid`` (services compared under
+the very same machine: whatever slows one slows the others), and reports
+each under its own name.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -208,23 +212,42 @@ def _event_batches(spec: dict) -> Callable[[], bytes]:
     return batch
 
 
-def run_step(port: int, step: dict, seconds: float) -> dict:
+def _requests(step: dict) -> list[Request]:
     if "events" in step:
-        requests: list[Request] = [("POST", "/events", _event_batches(step["events"]))]
-    else:
-        requests = [(method, path, None) for method, path in step["requests"]]
+        return [("POST", "/events", _event_batches(step["events"]))]
+    return [(method, path, None) for method, path in step["requests"]]
+
+
+def _warm_up(port: int, step: dict, seconds: float) -> int:
+    """Send the step's warm-up (or its first 50 requests) once; how many succeeded."""
     warm_up = [(method, path, None) for method, path in step.get("warm_up", [])]
-    warm = asyncio.run(closed_loop(port, warm_up or requests[:50], 2, seconds, once=True))
+    requests = warm_up or _requests(step)[:50]
+    return asyncio.run(closed_loop(port, requests, 2, seconds, once=True))["succeeded"]
+
+
+def _load(port: int, step: dict, seconds: float) -> Coroutine[Any, Any, dict]:
+    """The step's load, to be awaited."""
+    requests = _requests(step)
     once = step.get("once", False)
     if "rate" in step:
         count = len(requests) if once else int(step["rate"] * seconds)
-        result = asyncio.run(open_loop(port, requests, step["rate"], count))
-    else:
-        result = asyncio.run(closed_loop(port, requests, step["concurrency"], seconds, once))
-    result["warm_up_succeeded"] = warm["succeeded"]
-    if not step.get("keep_latencies"):
-        del result["latencies_ms"]
-    return result
+        return open_loop(port, requests, step["rate"], count)
+    return closed_loop(port, requests, step["concurrency"], seconds, once)
+
+
+def run_steps(steps: list[tuple[int, dict]], seconds: float) -> list[dict]:
+    """Warm each (port, step) up, then run their loads at the same time."""
+    warm = [_warm_up(port, step, seconds) for port, step in steps]
+
+    async def together() -> list[dict]:
+        return await asyncio.gather(*(_load(port, step, seconds) for port, step in steps))
+
+    results = asyncio.run(together())
+    for result, (_, step), succeeded in zip(results, steps, warm, strict=True):
+        result["warm_up_succeeded"] = succeeded
+        if not step.get("keep_latencies"):
+            del result["latencies_ms"]
+    return results
 
 
 def main(plan_path: str) -> None:
@@ -235,27 +258,31 @@ def main(plan_path: str) -> None:
     def cpu(ps: list[psutil.Process]) -> float:
         return sum(sum(p.cpu_times()[:2]) for p in ps)
 
-    out = {}
-    for step in plan["steps"]:
+    def processes(step: dict) -> list[psutil.Process]:
         pid = step.get("server_pid", plan["server_pid"])
         if pid not in served_by:
             server = psutil.Process(pid)
             served_by[pid] = [server, *server.children(recursive=True)]
-        processes = served_by[pid]
-        server_before, me_before = cpu(processes), cpu([me])
-        result = run_step(
-            step.get("port", plan["port"]), step, step.get("seconds", plan["seconds"])
-        )
-        served = max(result["requests"] + result["warm_up_succeeded"], 1)
-        result["server_cpu_ms_per_request"] = round(
-            (cpu(processes) - server_before) / served * 1e3, 3
-        )
-        result["load_generator_cpu_ms_per_request"] = round(
-            (cpu([me]) - me_before) / served * 1e3, 3
-        )
-        out[step["name"]] = result
-        shown = {k: v for k, v in result.items() if k != "latencies_ms"}
-        print(f"  {step['name']}: {shown}", file=sys.stderr, flush=True)
+        return served_by[pid]
+
+    out = {}
+    for entry in plan["steps"]:
+        steps = entry.get("together", [entry])
+        seconds = entry.get("seconds", plan["seconds"])
+        servers_before = [cpu(processes(step)) for step in steps]
+        me_before = cpu([me])
+        results = run_steps([(step.get("port", plan["port"]), step) for step in steps], seconds)
+        me_spent = cpu([me]) - me_before
+        every = sum(max(r["requests"] + r["warm_up_succeeded"], 1) for r in results)
+        for step, result, before in zip(steps, results, servers_before, strict=True):
+            served = max(result["requests"] + result["warm_up_succeeded"], 1)
+            result["server_cpu_ms_per_request"] = round(
+                (cpu(processes(step)) - before) / served * 1e3, 3
+            )
+            result["load_generator_cpu_ms_per_request"] = round(me_spent / every * 1e3, 3)
+            out[step["name"]] = result
+            shown = {k: v for k, v in result.items() if k != "latencies_ms"}
+            print(f"  {step['name']}: {shown}", file=sys.stderr, flush=True)
     print(json.dumps(out))
 
 
