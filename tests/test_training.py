@@ -11,7 +11,9 @@ import pytest
 from shopsense.data.split import split_dataset
 from shopsense.errors import ShopsenseError
 from shopsense.models import neural
+from shopsense.models.bert4rec import BERT4Rec
 from shopsense.models.budget import EpochPlan, format_training_report
+from shopsense.models.gru4rec import GRU4Rec
 from shopsense.models.ncf import NCF
 from shopsense.models.registry import create_model, load_model, model_class, model_names
 from shopsense.models.sasrec import SASRec
@@ -47,6 +49,7 @@ def test_each_model_keeps_its_own_defaults():
     assert SASRec().training == SASRec.training_defaults != TrainingSettings()
     assert SASRec.training_defaults.train_on_valid and SASRec.training_defaults.patience == 20
     assert NCF(epochs=3).training.batch_size == 2048
+    assert (GRU4Rec().init, GRU4Rec().loss, BERT4Rec().init) == ("als", "sampled", "als")
 
 
 @pytest.mark.parametrize(
