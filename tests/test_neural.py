@@ -54,11 +54,6 @@ class TestSASRecFullSoftmax(RecommenderContract):
         return SASRec(**TINY, loss="ce", init="random")
 
 
-class TestSASRecGated(RecommenderContract):
-    def make_model(self):
-        return SASRec(**TINY, gated=True)
-
-
 def test_sequences_collapse_repeats_and_keep_the_strongest_behaviour():
     from tests.test_split import tiny
 

@@ -552,55 +552,12 @@ def with_fast_dropout(net: Any) -> Any:
     return net
 
 
-def gated_layer(hidden: int, heads: int, dropout: float):
-    """A pre-norm transformer layer whose two residual branches are gated, as in
-    LiGR (and eSASRec, which takes its layer): each branch's output is scaled
-    per unit by a sigmoid of the normalised input before it joins the
-    residual stream, ``x + sigmoid(W·norm(x)) * branch(norm(x))``, so the
-    network can learn to leave a step's own embedding as it is."""
-    import torch
-    from torch import nn
-
-    class GatedLayer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.attention_norm = nn.LayerNorm(hidden)
-            self.attention = nn.MultiheadAttention(hidden, heads, dropout, batch_first=True)
-            self.attention_gate = nn.Linear(hidden, hidden)
-            self.feed_forward_norm = nn.LayerNorm(hidden)
-            self.feed_forward = nn.Sequential(
-                nn.Linear(hidden, hidden * 4),
-                nn.GELU(),
-                nn.Dropout(dropout),
-                nn.Linear(hidden * 4, hidden),
-            )
-            self.feed_forward_gate = nn.Linear(hidden, hidden)
-            self.dropout = nn.Dropout(dropout)
-
-        def forward(self, x, mask):
-            h = self.attention_norm(x)
-            attended = self.attention(h, h, h, attn_mask=mask, need_weights=False)[0]
-            x = x + torch.sigmoid(self.attention_gate(h)) * self.dropout(attended)
-            h = self.feed_forward_norm(x)
-            return x + torch.sigmoid(self.feed_forward_gate(h)) * self.dropout(self.feed_forward(h))
-
-    return GatedLayer()
-
-
 def transformer_net(
-    item_rows: int,
-    hidden: int,
-    layers: int,
-    heads: int,
-    max_len: int,
-    dropout: float,
-    causal: bool,
-    gated: bool = False,
+    item_rows: int, hidden: int, layers: int, heads: int, max_len: int, dropout: float, causal: bool
 ):
     """Item, behaviour and position embeddings under a pre-norm transformer
     encoder: SASRec's (``causal``) and BERT4Rec's (bidirectional) network.
-    ``item_rows`` counts padding (row 0) and any special tokens; ``gated``
-    takes :func:`gated_layer` for PyTorch's encoder layer."""
+    ``item_rows`` counts padding (row 0) and any special tokens."""
     import math
 
     import torch
@@ -612,21 +569,16 @@ def transformer_net(
             self.item_emb = nn.Embedding(item_rows, hidden, padding_idx=0)
             self.type_emb = nn.Embedding(N_TYPES + 1, hidden, padding_idx=0)
             self.pos_emb = nn.Embedding(max_len, hidden)
-            if gated:
-                self.layers = nn.ModuleList(
-                    gated_layer(hidden, heads, dropout) for _ in range(layers)
-                )
-            else:
-                layer = nn.TransformerEncoderLayer(
-                    hidden,
-                    heads,
-                    dim_feedforward=hidden * 4,
-                    dropout=dropout,
-                    activation="gelu",
-                    batch_first=True,
-                    norm_first=True,
-                )
-                self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            layer = nn.TransformerEncoderLayer(
+                hidden,
+                heads,
+                dim_feedforward=hidden * 4,
+                dropout=dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
             self.norm = nn.LayerNorm(hidden)
             self.dropout = nn.Dropout(dropout)
             nn.init.normal_(self.item_emb.weight, std=0.02)
@@ -644,11 +596,6 @@ def transformer_net(
                 mask = mask | later
             mask = mask & ~torch.eye(length, dtype=torch.bool, device=items.device)
             mask = mask.repeat_interleave(heads, dim=0)
-            x = self.dropout(x)
-            if not gated:
-                return self.norm(self.encoder(x, mask=mask))
-            for layer in self.layers:
-                x = layer(x, mask)
-            return self.norm(x)
+            return self.norm(self.encoder(self.dropout(x), mask=mask))
 
     return with_fast_dropout(TransformerSequenceNet())

@@ -50,7 +50,6 @@ class SASRec(NextItemRecommender):
         loss: str = "sampled",
         n_negatives: int = 256,
         init: str = "als",
-        gated: bool = False,
         cache_dir: str | None = None,
         **training: Any,
     ) -> None:
@@ -67,5 +66,4 @@ class SASRec(NextItemRecommender):
             self.max_len,
             self.dropout,
             True,
-            self.gated,
         )
