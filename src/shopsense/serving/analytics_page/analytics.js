@@ -268,8 +268,9 @@ function chart(svg, labels, lines, metric) {
 function render() {
   const days = figures.days;
   $("period").textContent = `${days[0]} to ${days[days.length - 1]} (UTC), purchases credited within `
-    + `${figures.attribution_hours} h; ${number(figures.anonymous_impressions, "count")} impressions without a `
-    + `shopper are not in the figures. Computed ${new Date(figures.generated * 1000).toISOString()}.`;
+    + `${figures.attribution_hours} h; ${number(figures.anonymous_impressions, "count")} `
+    + `${figures.anonymous_impressions === 1 ? "impression" : "impressions"} without a `
+    + `shopper ${figures.anonymous_impressions === 1 ? "is" : "are"} not in the figures. Computed ${new Date(figures.generated * 1000).toISOString()}.`;
   renderPlacements();
   renderDaily();
   renderExperiments();
