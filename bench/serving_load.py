@@ -18,8 +18,9 @@ passes come first and send each distinct query once with the result cache
 empty (half of them closed loop, the other half open loop). Users are drawn
 uniformly. Reports requests (or events) per second, p50/p99 latency and the
 concurrency or rate for ``/recommendations``, ``/search`` and ``/events``,
-the CPU the server and the load generator spent per request, and the resident
-memory of the serving processes.
+the CPU the server and the load generator spent per request, the resident
+memory of the serving processes, and what impression logging costs (three
+services loaded at once: off, on, and off again as an A/A control).
 """
 
 from __future__ import annotations
