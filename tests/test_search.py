@@ -775,6 +775,10 @@ def test_real_home_depot_search(real_data, tmp_path):
     result = evaluate_search(lambda q: engine.ranked_ids(q), sample)
     assert result["NDCG@10"] > 0.3 and result["Recall@100"] > 0.6
     assert engine.search("drll").did_you_mean == "drill"
+    nonsense = engine.search("xqzvw flurbk")  # a store's result set: nothing, not the nearest
+    assert (nonsense.total, nonsense.hits) == (0, []) and nonsense.fallback
+    found = engine.search("cordless drill", per_page=100)
+    assert 0 < found.total < len(items) and all("drill" in h.title.lower() for h in found.hits)
 
 
 def test_fusion_methods():
