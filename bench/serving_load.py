@@ -230,19 +230,18 @@ def _impression_cost(root: Path, state: str, port: int, recs: list[list[str]]) -
     control: three services up at once (each with its own copy of the
     state), the load sent to all three at the same time in
     ``COST_SLICE_SECONDS`` slices, one a set, ``COST_SETS`` sets. Runs of one
-    service minutes apart differed by more than the 10% bar on this machine,
-    and so did slices sent to each in turn (one service's ranged 400-1,158
-    req/s from one to the next); loads at the same time meet the same
+    service minutes apart, and slices sent to each in turn, differed by more
+    than the 10% bar on this machine; loads at the same time meet the same
     machine, so what slows one slows the others. At concurrency 8 each, the
     services share the cores, and a service's throughput says what a request
     costs it. At the bar's rate, each gets a third of it (the machine serves
-    500 requests a second). Of services started one after another the first
-    ran about 3% faster in an A/A run, so the sets come in three rounds, each
-    service started first in one. Every figure is a ratio to the "off"
-    service with a 95% bootstrap interval over the sets: throughput and CPU
-    the median of the sets' ratios; p99 over all of a service's requests, and
-    the median of the sets' ratios of slice p99s. The control's ratios say
-    what "no difference" looks like here."""
+    500 requests a second). The service started first ran faster in an A/A
+    run, so the sets come in three rounds, each service started first in one.
+    Every figure is a ratio to the "off" service with a 95% bootstrap
+    interval over the sets: throughput and CPU the median of the sets'
+    ratios; p99 over all of a service's requests, and the median of the sets'
+    ratios of slice p99s. The control's ratios say what "no difference" looks
+    like here."""
     kinds = {
         "concurrency_8": {"requests": recs, "concurrency": 8, "keep_latencies": True},
         "at_rate": {"requests": recs, "rate": RATE / len(COST_SIDES), "keep_latencies": True},
