@@ -692,7 +692,12 @@ def test_query_encoder_refuses_a_model_it_would_pool_wrongly():
 
 
 def test_encoder_fine_tuning_moves_queries_toward_their_products(store, tmp_path):
-    from shopsense.search.finetune import finetune_encoder, model_tag, training_pairs
+    from shopsense.search.finetune import (
+        finetune_encoder,
+        holds_encoder,
+        model_tag,
+        training_pairs,
+    )
     from shopsense.search.semantic import QueryEncoder
 
     queries, labels = _judgment_files(store, tmp_path)
@@ -712,12 +717,21 @@ def test_encoder_fine_tuning_moves_queries_toward_their_products(store, tmp_path
         return float(np.mean([encoder.encode(q) @ encoder.encode(t) for q, t, _ in pairs]))
 
     assert mean_similarity(QueryEncoder(str(path))) > mean_similarity(QueryEncoder())
+    # An encoder is a function of its recipe: asked for again, the one saved is kept.
+    settings = {"epochs": 3, "batch_size": 8, "learning_rate": 1e-4}
+    assert holds_encoder(path, pairs, **settings, seed=0, base_model=None)
+    assert not holds_encoder(path, pairs[1:], **settings, seed=0, base_model=None)
+    assert not holds_encoder(path, pairs, **settings, seed=1, base_model=None)
+    saved = (path / "model.safetensors").stat().st_mtime_ns
+    assert finetune_encoder(pairs, path, **settings, reuse=True) == path
+    assert (path / "model.safetensors").stat().st_mtime_ns == saved
 
 
 def test_ranker_reads_its_queries_through_encoders_that_did_not_learn_them(
     store, index_dir, tmp_path
 ):
     from shopsense.search.finetune import (
+        CROSS_FIT,
         RECIPE,
         finetune_encoder,
         refit_without,
@@ -750,6 +764,15 @@ def test_ranker_reads_its_queries_through_encoders_that_did_not_learn_them(
     engine.use_encoder(str(path))
     readers = _readers(engine, judgments, tmp_path / "folds", False)
     assert len(set(readers.values())) == 2 and engine not in readers.values()
+    # The fold encoders are kept beside the encoder, and a second training reuses them.
+    folds = sorted((path / CROSS_FIT).glob("encoder-*/model.safetensors"))
+    assert len(folds) == 2 and not (tmp_path / "folds").exists()
+    saved = [f.stat().st_mtime_ns for f in folds]
+    again = _readers(engine, judgments, tmp_path / "folds", False)
+    assert {r.settings.model_path for r in again.values()} == {
+        r.settings.model_path for r in readers.values()
+    }
+    assert [f.stat().st_mtime_ns for f in folds] == saved
     first = np.arange(5)
     for reader in set(readers.values()):
         mine = {judgments.queries[q] for q, r in readers.items() if r is reader}

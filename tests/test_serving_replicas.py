@@ -361,3 +361,22 @@ def test_a_new_item_joins_the_lists_of_shoppers_who_looked_at_its_like(
         assert "zz-twin" not in [i["item_id"] for i in stranger]  # nothing to be like
         in_category = b.get("/recommendations/newcomer", params={"k": 5, "category": "Nowhere"})
         assert "zz-twin" not in [i["item_id"] for i in in_category.json()["items"]]
+
+
+def test_a_workers_index_copy_leaves_what_serving_never_reads(tmp_path):
+    from shopsense.search.finetune import CROSS_FIT
+    from shopsense.serving.replica import private_index_copy, remove_copy
+
+    index = tmp_path / "index"
+    for kept in ("settings.json", "encoder/model.safetensors"):
+        (index / kept).parent.mkdir(parents=True, exist_ok=True)
+        (index / kept).write_text("x")
+    for left in ("embeddings/a.npy", f"encoder/{CROSS_FIT}/encoder-0/model.safetensors"):
+        (index / left).parent.mkdir(parents=True, exist_ok=True)
+        (index / left).write_text("x")
+    copy = private_index_copy(index)
+    try:
+        copied = {p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()}
+        assert copied == {"settings.json", "encoder/model.safetensors"}
+    finally:
+        remove_copy(copy)

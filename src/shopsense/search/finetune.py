@@ -29,6 +29,7 @@ NEGATIVE_GRADE = 1.67  # a product judged at most this is a hard negative for it
 EPOCHS = 2  # passes over the pairs; what the search benchmark measures
 RECIPE = "shopsense-training.json"  # a fine-tuned encoder's pairs and settings
 RECIPE_SETTINGS = ("epochs", "batch_size", "learning_rate", "seed", "base_model")
+CROSS_FIT = "cross-fit"  # a fine-tuned encoder's folder for the fold encoders cut from it
 
 TrainingPair = tuple[str, str, str | None]
 
@@ -67,13 +68,22 @@ def finetune_encoder(
     seed: int = 0,
     base_model: str | None = None,
     progress: bool = False,
+    reuse: bool = False,
 ) -> Path:
-    """Train a copy of the encoder on ``pairs`` and save it, with its recipe, to ``out``."""
+    """Train a copy of the encoder on ``pairs`` and save it, with its recipe, to
+    ``out``. With ``reuse``, an encoder already in ``out`` that was trained on
+    the same pairs with the same settings is kept as it is: a fine-tune is a
+    function of its recipe, and on a large store it takes most of an hour."""
     import torch
     from tqdm import tqdm
 
     from shopsense.features.sentence import sentence_model
 
+    settings = dict(
+        zip(RECIPE_SETTINGS, (epochs, batch_size, learning_rate, seed, base_model), strict=True)
+    )
+    if reuse and holds_encoder(out, pairs, **settings):
+        return out
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(sentence_model("cpu", base_model))  # the cached one stays as it is
@@ -107,11 +117,24 @@ def finetune_encoder(
     bar.close()
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
+    (out / RECIPE).unlink(missing_ok=True)  # written last: its presence means the weights are whole
     model.save(str(out), safe_serialization=True)
-    settings = (epochs, batch_size, learning_rate, seed, base_model)
-    recipe = {"pairs": pairs, **dict(zip(RECIPE_SETTINGS, settings, strict=True))}
-    (out / RECIPE).write_text(json.dumps(recipe), encoding="utf-8")
+    (out / RECIPE).write_text(json.dumps({"pairs": pairs, **settings}), encoding="utf-8")
     return out
+
+
+def holds_encoder(out: Path, pairs: list[TrainingPair], **settings: object) -> bool:
+    """Whether ``out`` holds an encoder fine-tuned on ``pairs`` with ``settings``
+    (those of ``RECIPE_SETTINGS``); a folder with a broken recipe holds none."""
+    try:
+        recipe = _recipe(str(out))
+    except ShopsenseError:
+        return False
+    return (
+        recipe is not None
+        and (out / "model.safetensors").is_file()
+        and recipe == {**settings, "pairs": [tuple(pair) for pair in pairs]}
+    )
 
 
 def trained_queries(model_path: str | None) -> set[str]:
@@ -121,16 +144,19 @@ def trained_queries(model_path: str | None) -> set[str]:
     return set() if recipe is None else {query for query, _, _ in recipe["pairs"]}
 
 
-def refit_without(model_path: str, queries: set[str], out: Path, progress: bool = False) -> Path:
+def refit_without(
+    model_path: str, queries: set[str], out: Path, progress: bool = False, reuse: bool = False
+) -> Path:
     """Fine-tune again as ``model_path`` was, leaving out the pairs of ``queries``:
-    an encoder that has not seen their answers."""
+    an encoder that has not seen their answers (with ``reuse``, the one already
+    in ``out`` if it was fine-tuned so)."""
     recipe = _recipe(model_path)
     if recipe is None:
         raise ShopsenseError(f"{model_path} has no {RECIPE}: it cannot be fine-tuned again")
     pairs = [pair for pair in recipe.pop("pairs") if pair[0] not in queries]
     if not pairs:
         raise ShopsenseError("no (query, product) pair is left to fine-tune the encoder on")
-    return finetune_encoder(pairs, out, **recipe, progress=progress)
+    return finetune_encoder(pairs, out, **recipe, progress=progress, reuse=reuse)
 
 
 def _recipe(model_path: str | None) -> dict | None:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import psutil
 
+from shopsense.search.finetune import CROSS_FIT
 from shopsense.serving.store import Change, StateStore
 
 LOG = logging.getLogger("shopsense.serving")
@@ -140,7 +141,9 @@ def private_index_copy(index: Path) -> Path:
     """A copy of the index folder that only this process writes, removed when the
     process exits (copies left by processes that were killed are removed here). The
     embedding cache stays behind: each copy caches what it embeds itself, as
-    the cache's files are not written safely by two processes at once."""
+    the cache's files are not written safely by two processes at once. So do
+    the fold encoders a ranker's training keeps (``CROSS_FIT``): serving never
+    reads them."""
     root = replica_root()
     root.mkdir(mode=0o700, exist_ok=True)  # this user's alone: the copies hold profiles
     for old in root.iterdir():
@@ -149,7 +152,7 @@ def private_index_copy(index: Path) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     copy = root / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    shutil.copytree(index, copy, ignore=shutil.ignore_patterns("embeddings"))
+    shutil.copytree(index, copy, ignore=shutil.ignore_patterns("embeddings", CROSS_FIT))
     atexit.register(remove_copy, copy)  # and at the app's shutdown: SIGTERM skips atexit
     LOG.info("copied %s to %s in %.2f s", index, copy, time.perf_counter() - started)
     return copy

@@ -14,6 +14,7 @@ will a new query.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ from shopsense.data.schema import JUDGMENT_GRADES
 from shopsense.errors import ShopsenseError
 from shopsense.search.catalog import Filters
 from shopsense.search.evaluate import Judgments
-from shopsense.search.finetune import refit_without, trained_queries
+from shopsense.search.finetune import CROSS_FIT, refit_without, trained_queries
 from shopsense.search.ranking.associations import TermAssociations, TitleWords
 from shopsense.search.ranking.features import FEATURES, exact_terms, ranking_features
 from shopsense.search.ranking.model import Ranker
@@ -116,19 +117,28 @@ def _readers(
     than it will a new query's, and a ranker would learn to trust those scores
     too much. So each of ``ENCODER_FOLDS`` folds of the queries is read through
     an encoder fine-tuned the same way without the fold (cross-fitting), which
-    raised held-out NDCG@10 on Home Depot (the figures are in git history)."""
+    raised held-out NDCG@10 on Home Depot (the figures are in git history).
+
+    The fold encoders are kept beside the index's encoder, in its
+    ``CROSS_FIT`` folder where it can be written (else in ``folder``), and a
+    later training on the same queries reuses them instead of fine-tuning
+    twice again."""
     ids = sorted(judgments.queries)
-    seen = set() if engine.vectors is None else trained_queries(engine.settings.model_path)
+    model_path = engine.settings.model_path
+    seen = set() if engine.vectors is None else trained_queries(model_path)
     if not seen & {judgments.queries[q] for q in ids}:
         return dict.fromkeys(ids, engine)
+    if os.access(model_path, os.W_OK):
+        folder = Path(model_path) / CROSS_FIT
     readers: dict[str, SearchEngine] = {}
     for fold in range(ENCODER_FOLDS):
         mine = ids[fold::ENCODER_FOLDS]
         encoder = refit_without(
-            engine.settings.model_path,
+            model_path,
             {judgments.queries[q] for q in mine},
             folder / f"encoder-{fold}",
             progress,
+            reuse=True,
         )
         reader = engine.with_encoder(str(encoder), folder / "embeddings", progress)
         readers.update(dict.fromkeys(mine, reader))
