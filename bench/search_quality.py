@@ -430,7 +430,8 @@ def _print_home_depot(out: dict) -> None:
         f"(bar ≤ 60 s); embedding {out['embedding_texts_per_second']} titles/s on "
         f"{usable_cores()} threads; encoder fine-tuning {out['encoder_fine_tuning_seconds']} s, "
         f"re-embedding {out['re_embedding_seconds']} s, ranker training "
-        f"{out['ranker_training_seconds']} s (two fold encoders fine-tuned and embedded in it)"
+        f"{out['ranker_training_seconds']} s (two fold encoders "
+        f"{'reused' if out['encoders_reused'] else 'fine-tuned'} and embedded in it)"
     )
     if out["encoders_reused"]:
         print(f"  (the fine-tuned encoders were reused from {ENCODER}: delete it to retrain them)")

@@ -192,6 +192,18 @@ def test_facets_are_disjunctive(lexical, store):
     assert {f["value"]: f["count"] for f in filtered.facets["brand"]} == brand_counts
     assert sum(f["count"] for f in filtered.facets["price"]) == filtered.total
     assert "category" in filtered.facets
+    # Without facets the filtered query skips the unfiltered retrieval they
+    # count over, and finds the same page.
+    retrievals = []
+    unwrapped = lexical.retrieve
+    lexical.retrieve = lambda *a: retrievals.append(a) or unwrapped(*a)
+    try:
+        lexical.clear_caches()
+        bare = lexical.search(noun, filters={"brand": [chosen]}, facets=False)
+    finally:
+        del lexical.retrieve
+    assert len(retrievals) == 1 and bare.facets == {}
+    assert bare.total == filtered.total and bare.hits == filtered.hits
 
 
 def test_selective_filter_searches_within_the_filter(lexical, store):

@@ -267,12 +267,12 @@ class SearchEngine:
         filters = understood.filters(caller_filters)
         plan = self.analyze(understood.text)
         rows, score, facet_rows = self._found(
-            plan, understood, filters, user_id, personalization, sort, session
+            plan, understood, filters, user_id, personalization, sort, session, facets
         )
         fallback = np.empty(0, np.int64)
         if plan.text and not len(rows):
             fallback = fallback_rows(self.catalog, filters, per_page)
-        rules = ResultRules.of(self.merchandising, now, understood.query, filters)
+        rules = ResultRules.of(self.merchandising, self.catalog, now, understood.query, filters)
         return present(
             self.catalog, plan, rows, score, facet_rows, filters, sort, page, per_page, facets,
             fallback, understood, rules,
@@ -287,11 +287,13 @@ class SearchEngine:
         personalization: float | None,
         sort: str,
         session: pd.DataFrame | None = None,
+        facets: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The rows a plan matches within ``filters`` in relevance order, with
-        their scores, and the rows its facets are counted over; a plan of no
-        text (no query, or one read whole into filters: "under 50") browses
-        the filters."""
+        their scores, and the rows its facets are counted over (``facets``
+        False: only the matched rows, without the second retrieval that
+        disjunctive facets need); a plan of no text (no query, or one read
+        whole into filters: "under 50") browses the filters."""
         if not plan.text:
             rows, score = browse(self.catalog, filters)
             return rows, score, self.catalog.live_rows
@@ -299,7 +301,7 @@ class SearchEngine:
         vector = self.encode(plan.semantic_text) if plan.terms else None
         found = self.retrieve(plan, vector, filters)
         facet_rows = found.rows
-        if filters.active():
+        if filters.active() and facets:
             # Facet counts ignore the filters (disjunctive): over the result
             # set of the query without them, as the facets of another choice.
             everything = self.retrieve(plan, vector, Filters())
@@ -326,7 +328,9 @@ class SearchEngine:
         with self._changes.shared():
             understood = self.understanding(query.strip(), understand, ignored_kinds(ignore))
             plan = self.analyze(understood.text)
-            found = self._found(plan, understood, understood.filters(), None, 0.0, "relevance")
+            found = self._found(
+                plan, understood, understood.filters(), None, 0.0, "relevance", facets=False
+            )
         return self.catalog.strings("item_id", found[0][:limit]).tolist()
 
     def similar_items(self, item_id: str, k: int = 10) -> list[Hit]:

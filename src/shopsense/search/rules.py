@@ -148,6 +148,11 @@ class Rule:
             self.ends_at is None or now < self.ends_at
         )
 
+    @cached_property
+    def normal_query(self) -> str:
+        """The rule's query as rules compare it (every search asks every rule)."""
+        return normal_query(self.query or "")
+
     def applies_to(self, query: str | None, category: str | None) -> bool:
         """Whether the rule's scope covers a list made for ``query`` (normalized;
         None or "" for none) on the page of ``category`` (normalized, or None)."""
@@ -157,7 +162,7 @@ class Rule:
             return True
         if not query:
             return False
-        wanted = normal_query(self.query)
+        wanted = self.normal_query
         if self.match == "exact":
             return query == wanted
         if CJK.search(wanted):  # Chinese is written without spaces between words

@@ -22,7 +22,6 @@ from shopsense.data.schema import category_leaf
 from shopsense.errors import ShopsenseError
 from shopsense.features.sentence import DIM, sentence_model
 from shopsense.lru import LRUCache
-from shopsense.ranking import top_k
 
 QUERY_CACHE = 4096
 HNSW_NEIGHBOURS = 32
@@ -63,25 +62,29 @@ class VectorIndex:
     def search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and cosine similarities of the ``k`` nearest, among ``allowed`` rows."""
+        """Rows and cosine similarities of the ``k`` nearest, among ``allowed`` rows.
+
+        At most ``EXACT_SUBSET`` allowed rows are searched exactly, by faiss's
+        flat scan with the rows as a bitmap: it reads only their vectors in
+        place, where copying them out first (``matrix[rows]``) cost more than
+        the products on a brand's few thousand items."""
         import faiss
 
         if self.size == 0 or k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         query = query.reshape(1, -1).astype(np.float32)
-        selector = None
+        index, selector = self.index, None
         if allowed is not None:
-            subset = np.flatnonzero(allowed[: self.size])
-            if len(subset) <= EXACT_SUBSET:
-                best, scores = top_k((self.matrix[subset] @ query[0])[None, :], k)
-                return subset[best[0]], scores[0]
-            bits = np.packbits(allowed[: self.size].astype(np.uint8), bitorder="little")
+            allowed = allowed[: self.size]
+            bits = np.packbits(allowed.astype(np.uint8), bitorder="little")
             selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bits))
-        if isinstance(self.index, faiss.IndexHNSW):
+            if isinstance(index, faiss.IndexHNSW) and np.count_nonzero(allowed) <= EXACT_SUBSET:
+                index = faiss.downcast_index(index.storage)
+        if isinstance(index, faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_SEARCH_DEPTH, k))
         else:
             params = faiss.SearchParameters(sel=selector)
-        scores, rows = self.index.search(query, k, params=params)
+        scores, rows = index.search(query, k, params=params)
         keep = rows[0] >= 0
         return rows[0][keep].astype(np.int64), scores[0][keep]
 

@@ -15,33 +15,31 @@ from shopsense.search.rules import Merchandising, RulesInEffect
 
 @dataclass(frozen=True)
 class ResultRules:
-    """The rules of ``merchandising`` at ``now`` for a search of ``query``
-    (as typed) on the page of ``category`` (the search's one category
-    filter; None for none or several)."""
+    """The rules in effect for one search (``in_effect``: the index's rules
+    at its time, for its query as typed, on the page of its one category
+    filter), found once for its list, its facets and its fallback."""
 
-    merchandising: Merchandising
-    now: float
-    query: str
-    category: str | None
+    in_effect: RulesInEffect
 
     @classmethod
     def of(
-        cls, merchandising: Merchandising, now: float, query: str, filters: Filters
+        cls,
+        merchandising: Merchandising,
+        catalog: Catalog,
+        now: float,
+        query: str,
+        filters: Filters,
     ) -> ResultRules:
         category = filters.category[0] if len(filters.category) == 1 else None
-        return cls(merchandising, now, query, category)
-
-    def on(self, catalog: Catalog) -> RulesInEffect:
-        """These rules over ``catalog``'s rows."""
-        return RulesInEffect(self.merchandising, catalog, self.now, self.query, self.category)
+        return cls(RulesInEffect(merchandising, catalog, now, query, category))
 
     def ordered(
-        self, rows: np.ndarray, score: np.ndarray, catalog: Catalog
+        self, rows: np.ndarray, score: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """``rows`` (in the shopper's sort) as the rules order them, their
         scores, and the ids of the rules that changed them."""
-        return self.on(catalog).apply_scored(rows, score)
+        return self.in_effect.apply_scored(rows, score)
 
-    def shown(self, rows: np.ndarray, catalog: Catalog) -> np.ndarray:
+    def shown(self, rows: np.ndarray) -> np.ndarray:
         """Of ``rows`` (facets', the fallback's), those the rules leave shown."""
-        return self.on(catalog).shown_rows(rows)
+        return self.in_effect.shown_rows(rows)

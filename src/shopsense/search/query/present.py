@@ -82,8 +82,8 @@ def present(
     in."""
     if sort != "relevance":
         rows, score = sorted_by(rows, score, sort_key(catalog, sort, rows))
-    rows, score, applied = rules.ordered(rows, score, catalog)
-    fallback = rules.shown(fallback, catalog)
+    rows, score, applied = rules.ordered(rows, score)
+    fallback = rules.shown(fallback)
     start = (page - 1) * per_page
     shown = rows[start : start + per_page]
     return SearchResults(
@@ -92,7 +92,7 @@ def present(
         total=len(rows),
         page=page,
         per_page=per_page,
-        facets=catalog.facets(rules.shown(facet_rows, catalog), filters) if facets else {},
+        facets=catalog.facets(rules.shown(facet_rows), filters) if facets else {},
         did_you_mean=plan.did_you_mean,
         request_id="",
         took_ms=0.0,
@@ -124,6 +124,8 @@ def sorted_by(
 
 def page_hits(catalog: Catalog, rows: np.ndarray, scores: np.ndarray, plan: QueryPlan) -> list[Hit]:
     """The shown ``rows`` as hits, their titles highlighted by the plan's terms."""
+    if not len(rows):
+        return []  # most searches have no fallback: no columns to read
     c = catalog
     columns = {n: c.strings(n, rows) for n in ("item_id", "title", "brand", "category")}
     out = []
