@@ -204,6 +204,17 @@ def test_facets_are_disjunctive(lexical, store):
         del lexical.retrieve
     assert len(retrievals) == 1 and bare.facets == {}
     assert bare.total == filtered.total and bare.hits == filtered.hits
+    # With facets, the unfiltered matches being complete, the filtered ones
+    # are read from them: one search of the text index, the same page.
+    searches = []
+    index_search = lexical.lexical.search
+    lexical.lexical.search = lambda *a: searches.append(a) or index_search(*a)
+    try:
+        lexical.clear_caches()
+        again = lexical.search(noun, filters={"brand": [chosen]})
+    finally:
+        del lexical.lexical.search
+    assert len(searches) == 1 and again.hits == filtered.hits and again.total == filtered.total
 
 
 def test_selective_filter_searches_within_the_filter(lexical, store):

@@ -128,10 +128,12 @@ class SearchEngine:
         """Do now what a server's first queries would otherwise wait for: the
         traced encoder's first runs (TorchScript optimizes on them), jieba's
         dictionary where the catalogue has Chinese (most of a second), the
-        ranker's title terms."""
+        ranker's title terms, the attribute columns that filters and boosts
+        read."""
         if self.encoder is not None:
             for text in ("warm up", "warm up the query encoder"):
                 self.encoder.encode(text)
+        _ = self.catalog.attribute_columns
         if self.ranker is not None:
             _ = self.catalog.title_index
         if self.catalog.items["title"].str.contains(CJK.pattern).any():
@@ -165,12 +167,18 @@ class SearchEngine:
         return self.encoder.encode(query)
 
     def retrieve(
-        self, plan: QueryPlan, query_vector: np.ndarray | None, filters: Filters
+        self,
+        plan: QueryPlan,
+        query_vector: np.ndarray | None,
+        filters: Filters,
+        unfiltered: Candidates | None = None,
     ) -> Candidates:
-        """Lexical and semantic candidates within ``filters``, fused (no vector: lexical only)."""
+        """Lexical and semantic candidates within ``filters``, fused (no vector:
+        lexical only), read where they can be from the plan's ``unfiltered`` ones."""
         return retrieve(
-            plan, query_vector, filters, self.settings, self.catalog, self.lexical, self.vectors
-        )
+            plan, query_vector, filters, self.settings, self.catalog, self.lexical, self.vectors,
+            unfiltered,
+        )  # fmt: skip
 
     def ranking_context(self) -> RankingContext:
         """What the ranker's features read of this index."""
@@ -299,13 +307,15 @@ class SearchEngine:
             return rows, score, self.catalog.live_rows
         # A query of no words ("*", "((") matches nothing; its vector would be noise.
         vector = self.encode(plan.semantic_text) if plan.terms else None
-        found = self.retrieve(plan, vector, filters)
-        facet_rows = found.rows
         if filters.active() and facets:
             # Facet counts ignore the filters (disjunctive): over the result
             # set of the query without them, as the facets of another choice.
             everything = self.retrieve(plan, vector, Filters())
+            found = self.retrieve(plan, vector, filters, everything)
             facet_rows = np.union1d(everything.rows, found.rows)
+        else:
+            found = self.retrieve(plan, vector, filters)
+            facet_rows = found.rows
         rows, score = found.rows, found.score
         if self.ranker is not None and sort == "relevance" and len(rows):
             rows, score = self.ranker.rerank(

@@ -10,6 +10,13 @@ reads no Chinese (the shipped MiniLM: it puts any two Chinese texts near,
 and on the synthetic store most of a Chinese noun's neighbours above the
 threshold are of another category) matches no Chinese query; its words do. A
 query of no terms has no candidates.
+
+A search with filters also retrieves without them (its facets count over
+that); where the unfiltered lexical matches are all there (fewer than
+``max_hits``), the filtered ones are those of them within the filters, in
+the same order, and tantivy is not asked again. The semantic side is always
+searched within the filters: the unfiltered one is approximate (HNSW) where
+the filtered one scans a brand's few thousand rows exactly.
 """
 
 from __future__ import annotations
@@ -29,6 +36,25 @@ from shopsense.search.semantic import VectorIndex
 
 
 @dataclass
+class LexicalMatches:
+    """The lexical retriever's matches, best BM25 first."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    complete: bool  # fewer than ``max_hits``: every match within the filters is here
+    found_by_words: bool  # some item of the whole catalogue has enough of the words
+
+    def within(self, catalog: Catalog, filters: Filters) -> LexicalMatches:
+        """Those of a complete unfiltered list within ``filters``: what a search
+        with them finds."""
+        keep = catalog.mask(self.rows, filters)
+        return LexicalMatches(self.rows[keep], self.scores[keep], True, self.found_by_words)
+
+
+NO_MATCHES = LexicalMatches(np.empty(0, np.int64), np.empty(0, np.float32), True, False)
+
+
+@dataclass
 class Candidates:
     """Retrieved rows in fused order with each retriever's evidence."""
 
@@ -36,7 +62,7 @@ class Candidates:
     score: np.ndarray
     bm25: np.ndarray
     cosine: np.ndarray
-    lexical_matches: int
+    lexical: LexicalMatches
 
     def head(self, depth: int) -> Candidates:
         """The first ``depth`` candidates (what the ranker re-orders)."""
@@ -45,7 +71,7 @@ class Candidates:
             self.score[:depth],
             self.bm25[:depth],
             self.cosine[:depth],
-            self.lexical_matches,
+            self.lexical,
         )
 
 
@@ -57,23 +83,20 @@ def retrieve(
     catalog: Catalog,
     lexical: LexicalIndex,
     vectors: VectorIndex | None,
+    unfiltered: Candidates | None = None,
 ) -> Candidates:
-    """Lexical and semantic candidates within ``filters``, fused (no vector: lexical only)."""
+    """Lexical and semantic candidates within ``filters``, fused (no vector:
+    lexical only); ``unfiltered``, the plan's candidates without filters, saves
+    the lexical search where its matches are complete."""
     s = settings
     lists, list_weights, floors = [], [], []
-    lex_rows, lex_scores = np.empty(0, np.int64), np.empty(0, np.float32)
-    found_by_words = False
+    matches = NO_MATCHES
     if plan.terms:
-        text_query = lexical.text_query(plan.terms, s.title_boost)
-        match = lexical.match_query(plan.word_terms, plan.required)
-        lex_rows, lex_scores = lexical.search(text_query, filters, s.max_hits, match)
-        # Over the whole catalogue, as the relaxing (``semantic_floor``).
-        found_by_words = bool(
-            lexical.matching(plan.word_terms, plan.required) if filters.active() else len(lex_rows)
-        )
-        live = ~catalog.deleted[lex_rows]
-        lex_rows, lex_scores = lex_rows[live], lex_scores[live]
-        lists.append((lex_rows, lex_scores))
+        if unfiltered is not None and unfiltered.lexical.complete:
+            matches = unfiltered.lexical.within(catalog, filters)
+        else:
+            matches = lexical_matches(plan, filters, s, catalog, lexical)
+        lists.append((matches.rows, matches.scores))
         list_weights.append(1.0 - s.semantic_weight)
         floors.append(None)
     sem_rows, sem_scores = np.empty(0, np.int64), np.empty(0, np.float32)
@@ -85,15 +108,35 @@ def retrieve(
             live = catalog.live_rows
             allowed[live[catalog.mask(live, filters)]] = True
         sem_rows, sem_scores = vectors.search(query_vector, s.semantic_k, allowed)
-        keep = sem_scores >= semantic_floor(found_by_words, s)
+        keep = sem_scores >= semantic_floor(matches.found_by_words, s)
         sem_rows, sem_scores = sem_rows[keep], sem_scores[keep]
         lists.append((sem_rows, sem_scores))
         list_weights.append(s.semantic_weight)
         floors.append(s.semantic_min_score)  # no credit below it (``fusion``)
     rows, score = fuse(lists, list_weights, s.fusion, s.rrf_k, floors)
-    bm25 = _lookup(rows, lex_rows, lex_scores)
+    bm25 = _lookup(rows, matches.rows, matches.scores)
     cosine = _lookup(rows, sem_rows, sem_scores, missing=np.nan)
-    return Candidates(rows, score, bm25, cosine, len(lex_rows))
+    return Candidates(rows, score, bm25, cosine, matches)
+
+
+def lexical_matches(
+    plan: QueryPlan,
+    filters: Filters,
+    settings: SearchSettings,
+    catalog: Catalog,
+    lexical: LexicalIndex,
+) -> LexicalMatches:
+    """The live items with enough of the plan's words within ``filters``, by BM25."""
+    text_query = lexical.text_query(plan.terms, settings.title_boost)
+    match = lexical.match_query(plan.word_terms, plan.required)
+    rows, scores = lexical.search(text_query, filters, settings.max_hits, match)
+    complete = len(rows) < settings.max_hits
+    # Over the whole catalogue, as the relaxing (``semantic_floor``).
+    found_by_words = bool(
+        lexical.matching(plan.word_terms, plan.required) if filters.active() else len(rows)
+    )
+    live = ~catalog.deleted[rows]
+    return LexicalMatches(rows[live], scores[live], complete, found_by_words)
 
 
 def browse(catalog: Catalog, filters: Filters) -> tuple[np.ndarray, np.ndarray]:
