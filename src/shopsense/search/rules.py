@@ -358,8 +358,13 @@ class RulesInEffect:
     def shown_rows(self, rows: np.ndarray) -> np.ndarray:
         """Of ``rows`` (a result set's, for its facets), those no rule in effect
         hides, nor the out-of-stock policy."""
+        keep = np.ones(len(rows), bool)
         hidden = [self.table.row_of.get(i) for i in hidden_ids(self.rules)]
-        keep = ~np.isin(rows, [r for r in hidden if r is not None])
+        hidden = np.array([r for r in hidden if r is not None], np.int64)
+        if len(hidden):  # a sorted search, not ``np.isin`` (it sorts the rows too)
+            hidden.sort()
+            at = np.minimum(np.searchsorted(hidden, rows), len(hidden) - 1)
+            keep = hidden[at] != rows
         if self.merchandising.out_of_stock == "hide":
             keep &= self.table.in_stock[rows]
         return rows[keep]
