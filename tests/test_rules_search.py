@@ -52,6 +52,22 @@ def test_a_pin_takes_its_place_before_paging_and_is_named(engine, store):
     assert engine.search(f"{query} more", per_page=10).rules_applied == []  # exact query only
 
 
+def test_a_pin_brings_in_no_item_outside_the_filters(engine, store):
+    query = a_query(store)
+    plain = engine.search(query, per_page=10)
+    brand = plain.hits[0].brand
+    other = store.items[(store.items["brand"] != brand) & (store.items["brand"] != "")]
+    outsider, price = other["item_id"].iloc[0], float(other["price"].iloc[0])
+    engine.use_merchandising(
+        Merchandising((Rule("p", "pin", item_id=outsider, position=1, query=query),))
+    )
+    assert ids(engine.search(query, per_page=10))[0] == outsider
+    within = engine.search(query, filters={"brand": [brand]}, per_page=10)
+    assert outsider not in ids(within) and within.rules_applied == []
+    cheaper = engine.search(query, filters={"price_max": price / 2}, per_page=10)
+    assert outsider not in ids(cheaper)
+
+
 def test_a_hidden_item_leaves_the_hits_the_total_and_the_facets(engine, store):
     query = a_query(store)
     plain = engine.search(query, per_page=10)

@@ -306,13 +306,16 @@ class RulesInEffect:
     """The rules of ``merchandising`` in effect at ``now`` for a list made for
     ``query`` (None for none) on the page of ``category`` (None for none), over
     the rows of ``table``: one object for the lists and sets of one request,
-    which finds its rules once."""
+    which finds its rules once. A pin brings in no item outside ``filters``
+    (the shopper's and those read from the query): a page filtered on one
+    brand or price shows none of another."""
 
     merchandising: Merchandising
     table: RuleTable
     now: float
     query: str | None = None
     category: str | None = None
+    filters: Filters | None = None
 
     @cached_property
     def rules(self) -> list[Rule]:
@@ -333,7 +336,9 @@ class RulesInEffect:
         rows, tiered = _tiered(rules, rows, in_stock, table)
         applied += tiered
         if pins:
-            rows, pinned = _pinned(rules, rows, table, out_of_stock, hidden_ids(rules))
+            rows, pinned = _pinned(
+                rules, rows, table, out_of_stock, hidden_ids(rules), self.filters
+            )
             applied += pinned
         return rows, [r.id for r in rules if r.id in set(applied)]
 
@@ -415,16 +420,23 @@ def _tiered(
 
 
 def _pinned(
-    rules: list[Rule], rows: np.ndarray, table: RuleTable, out_of_stock: str, hidden: set[str]
+    rules: list[Rule],
+    rows: np.ndarray,
+    table: RuleTable,
+    out_of_stock: str,
+    hidden: set[str],
+    filters: Filters | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Each pinned item at its place (of two pins asking for one place, the
     lower position listed first takes it and the other goes just after), or
     last when the list is shorter. A pin of an item hidden, out of stock under
-    ``hide``, or no longer in the catalogue does nothing."""
+    ``hide``, outside ``filters``, or no longer in the catalogue does nothing."""
     chosen: dict[int, Rule] = {}
     for rule in sorted((r for r in rules if r.action == "pin"), key=lambda r: r.position or 0):
         row = table.row_of.get(rule.item_id or "")
         if row is None or rule.item_id in hidden or row in chosen:
+            continue
+        if filters is not None and not table.mask(np.array([row]), filters)[0]:
             continue
         if out_of_stock == "hide" and not table.in_stock[row]:
             continue

@@ -31,7 +31,7 @@ class ResultRules:
         filters: Filters,
     ) -> ResultRules:
         category = filters.category[0] if len(filters.category) == 1 else None
-        return cls(RulesInEffect(merchandising, catalog, now, query, category))
+        return cls(RulesInEffect(merchandising, catalog, now, query, category, filters))
 
     def ordered(
         self, rows: np.ndarray, score: np.ndarray
