@@ -194,7 +194,8 @@ class Catalog:
         distinct JSON is read once (items share most of theirs; reading every
         row's took a third of a second a key on 50k rows)."""
         codes, texts = pd.factorize(self.items["attributes"])
-        by_text: dict[str, np.ndarray] = {}  # key -> its value per distinct text
+        # key -> its value per distinct text, and None last: code -1, a row without text.
+        by_text: dict[str, np.ndarray] = {}
         for t, text in enumerate(texts):
             try:
                 stored = json.loads(text) if text and text != "{}" else {}
@@ -202,7 +203,7 @@ class Catalog:
                 continue
             for key, value in stored.items() if isinstance(stored, dict) else ():
                 if value is not None:
-                    if key not in by_text:  # the extra last entry: a row without text
+                    if key not in by_text:
                         by_text[key] = np.full(len(texts) + 1, None, dtype=object)
                     by_text[key][t] = str(value)
         return {key: values[codes] for key, values in by_text.items()}
