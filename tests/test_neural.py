@@ -73,6 +73,27 @@ def test_sequences_collapse_repeats_and_keep_the_strongest_behaviour():
     items, types = s.padded(4)
     assert items.tolist() == [[0, 4, 2, 4], [0, 0, 0, 3], [0, 0, 0, 0]]
     assert types[0, 1] == 3  # cart (code 2) + 1
+    items, _ = s.padded(2, ends=np.array([2, 1, 0]))
+    assert items.tolist() == [[4, 2], [0, 3], [0, 0]]
+
+
+def test_long_histories_train_on_windows_from_all_of_their_steps():
+    """A row longer than the window shows a different stretch of itself from epoch
+    to epoch, each a contiguous run of its steps, and over epochs every step."""
+    model = SASRec(max_len=4, batch_size=8)
+    model.sequences_ = Sequences(
+        np.array([0, 20, 23]), np.arange(23, dtype=np.int32), np.zeros(23, np.int8)
+    )
+    rng = np.random.default_rng(0)
+    seen: set[int] = set()
+    for _ in range(40):
+        ((items, _types),) = model._length_batches(rng, 2, 5)
+        shown = (items > 0).sum(1)
+        long_row, short_row = items[np.argmax(shown)], items[np.argmin(shown)]
+        assert np.all(np.diff(long_row) == 1)
+        assert short_row.tolist() == [0, 0, 21, 22, 23]
+        seen.update(long_row.tolist())
+    assert seen == set(range(1, 21))
 
 
 def test_training_is_deterministic_and_early_stopping_keeps_the_best(store):
@@ -124,6 +145,17 @@ def test_order_and_behaviour_change_the_prediction(store):
     base = model.score(np.array([0]), sequences=seq)
     assert not np.allclose(base, model.score(np.array([0]), sequences=reordered))
     assert not np.allclose(base, model.score(np.array([0]), sequences=carted))
+
+
+def test_auto_dropout_follows_history_length_and_survives_saving(store, tmp_path):
+    steps = len(store.interactions) / store.interactions["user"].nunique()
+    short_window = SASRec(**{**TINY, "max_len": max(int(steps) - 1, 1), "epochs": 1}).fit(store)
+    long_window = SASRec(**{**TINY, "max_len": int(steps) + 1, "epochs": 1}).fit(store)
+    assert short_window.dropout_ == 0.2 and long_window.dropout_ == 0.5
+    assert SASRec(**{**TINY, "dropout": 0.1, "epochs": 1}).fit(store).dropout_ == 0.1
+    assert load_model(long_window.save(tmp_path / "m")).dropout_ == 0.5
+    with pytest.raises(ShopsenseError, match="dropout"):
+        SASRec(**{**TINY, "dropout": "high"}).fit(store)
 
 
 def test_live_session_items_are_excluded_from_recommendations(store):

@@ -63,16 +63,18 @@ class Sequences:
         indptr = np.concatenate(([0], np.cumsum(lengths))).astype(self.indptr.dtype)
         return Sequences(indptr, self.items[keep], self.types[keep])
 
-    def padded(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+    def padded(self, length: int, ends: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The last ``length`` steps of each row, right-aligned; items shifted by +1
-        and types by +1 so that 0 is padding."""
+        and types by +1 so that 0 is padding. ``ends``: per row, how many of its
+        steps the window ends after (default all of them), for a window that
+        stops earlier in a long row."""
         n = len(self)
         items = np.zeros((n, length), np.int64)
         types = np.zeros((n, length), np.int64)
-        lengths = np.diff(self.indptr)
-        keep = np.minimum(lengths, length)
+        stops = self.indptr[1:] if ends is None else self.indptr[:-1] + ends
+        keep = np.minimum(stops - self.indptr[:-1], length)
         for row in np.flatnonzero(keep):
-            stop = self.indptr[row + 1]
+            stop = stops[row]
             items[row, length - keep[row] :] = self.items[stop - keep[row] : stop] + 1
             types[row, length - keep[row] :] = self.types[stop - keep[row] : stop] + 1
         return items, types
