@@ -147,15 +147,23 @@ def test_order_and_behaviour_change_the_prediction(store):
     assert not np.allclose(base, model.score(np.array([0]), sequences=carted))
 
 
-def test_auto_dropout_follows_history_length_and_survives_saving(store, tmp_path):
+def test_auto_regularisation_follows_history_length_and_survives_saving(store, tmp_path):
     steps = len(store.interactions) / store.interactions["user"].nunique()
     short_window = SASRec(**{**TINY, "max_len": max(int(steps) - 1, 1), "epochs": 1}).fit(store)
     long_window = SASRec(**{**TINY, "max_len": int(steps) + 1, "epochs": 1}).fit(store)
     assert short_window.dropout_ == 0.2 and long_window.dropout_ == 0.5
-    assert SASRec(**{**TINY, "dropout": 0.1, "epochs": 1}).fit(store).dropout_ == 0.1
-    assert load_model(long_window.save(tmp_path / "m")).dropout_ == 0.5
+    for model, decay in ((short_window, 0.0), (long_window, 0.3)):
+        assert model.training_report_["weight_decay"] == decay
+        assert model._optimizer.param_groups[0]["weight_decay"] == decay
+    chosen = SASRec(**{**TINY, "dropout": 0.1, "weight_decay": 0.05, "epochs": 1}).fit(store)
+    assert chosen.dropout_ == 0.1 and chosen.training_report_["weight_decay"] == 0.05
+    saved = load_model(long_window.save(tmp_path / "m"))
+    assert saved.dropout_ == 0.5 and saved.training_report_["weight_decay"] == 0.3
+    assert saved.get_params()["weight_decay"] == "auto"
     with pytest.raises(ShopsenseError, match="dropout"):
         SASRec(**{**TINY, "dropout": "high"}).fit(store)
+    with pytest.raises(ShopsenseError, match="weight_decay"):
+        SASRec(**{**TINY, "weight_decay": "high"})
 
 
 def test_live_session_items_are_excluded_from_recommendations(store):

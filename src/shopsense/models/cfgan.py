@@ -70,7 +70,7 @@ class CFGAN(TorchRecommender):
 
     def _make_optimizers(self) -> list[Any]:
         self._g_opt, self._d_opt = (
-            adamw(part.parameters(), self.training)
+            adamw(part.parameters(), self.training.learning_rate, self.weight_decay_)
             for part in (self.net_.generator, self.net_.discriminator)
         )
         return [self._g_opt, self._d_opt]

@@ -48,15 +48,13 @@ clock = time.perf_counter
 """The trainer's wall clock (seconds): what budgets are measured by; tests set a fake."""
 
 
-def adamw(parameters: Any, settings: TrainingSettings):
-    """AdamW at the settings' rate and weight decay, with PyTorch's fused kernel
+def adamw(parameters: Any, learning_rate: float, weight_decay: float):
+    """AdamW with PyTorch's fused kernel
     (one pass over each tensor for the whole update, on CPU as on CUDA) instead
     of the per-tensor loop of a dozen elementwise operations."""
     import torch
 
-    return torch.optim.AdamW(
-        parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay, fused=True
-    )
+    return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay, fused=True)
 
 
 def torch_device(name: str):
@@ -120,8 +118,16 @@ class TorchRecommender(Recommender):
 
     def _make_optimizers(self) -> list[Any]:
         """The optimizers of a phase of training; the trainer sets their learning rate."""
-        self._optimizer = adamw(self.net_.parameters(), self.training)
+        self._optimizer = adamw(
+            self.net_.parameters(), self.training.learning_rate, self.weight_decay_
+        )
         return [self._optimizer]
+
+    def _weight_decay_for(self, dataset: Dataset) -> float:
+        """AdamW's weight decay on ``dataset``: the setting, or for ``"auto"``
+        the model's own choice for the data (none here: 0)."""
+        decay = self.training.weight_decay
+        return 0.0 if decay == "auto" else float(decay)
 
     def _train_step(self, batch) -> float:
         """One optimization step on a batch; returns its loss."""
@@ -214,6 +220,7 @@ class TorchRecommender(Recommender):
             "budget_seconds": settings.max_seconds,
             "seconds": round(clock() - started, 2),
             "best_epoch": self.best_epoch_,
+            "weight_decay": self.weight_decay_,
             "refit": refit,
             "phases": [p.as_dict() for p in phases],
         }
@@ -265,6 +272,7 @@ class TorchRecommender(Recommender):
         torch.manual_seed(settings.seed)
         rng = np.random.default_rng(settings.seed)
         self._build(dataset)
+        self.weight_decay_ = self._weight_decay_for(dataset)
         self.net_.to(self._device)
         optimizers = self._make_optimizers()
         self._average: dict | None = None

@@ -22,6 +22,7 @@ from shopsense.models.training import TrainingSettings
 
 SPARSE_DROPOUT = 0.5
 DENSE_DROPOUT = 0.2
+SPARSE_WEIGHT_DECAY = 0.3
 
 
 class SASRec(NextItemRecommender):
@@ -38,7 +39,9 @@ class SASRec(NextItemRecommender):
     are: 0.5 where users have fewer steps on average than ``max_len`` (short,
     sparse histories such as Amazon's overfit without it), 0.2 where they
     fill the window (ml-100k, as the SASRec paper found on MovieLens); a
-    number sets it outright."""
+    number sets it outright. ``weight_decay="auto"`` follows the same rule:
+    0.3 for short histories, none where they fill the window; the training
+    report says which was used."""
 
     name = "sasrec"
     training_defaults = TrainingSettings(
@@ -48,6 +51,7 @@ class SASRec(NextItemRecommender):
         patience=20,
         valid_users=2000,
         train_on_valid=True,
+        weight_decay="auto",
     )
 
     def __init__(
@@ -74,9 +78,17 @@ class SASRec(NextItemRecommender):
             if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
                 raise ShopsenseError(f"dropout must be a number or 'auto', not {self.dropout!r}")
             return float(self.dropout)
+        return SPARSE_DROPOUT if self._short_histories(dataset) else DENSE_DROPOUT
+
+    def _weight_decay_for(self, dataset: Dataset) -> float:
+        if self.training.weight_decay != "auto":
+            return super()._weight_decay_for(dataset)
+        return SPARSE_WEIGHT_DECAY if self._short_histories(dataset) else 0.0
+
+    def _short_histories(self, dataset: Dataset) -> bool:
+        """Whether users have fewer steps on average than ``max_len``."""
         users = dataset.interactions["user"].nunique()
-        steps = len(dataset.interactions) / max(users, 1)
-        return DENSE_DROPOUT if steps >= self.max_len else SPARSE_DROPOUT
+        return len(dataset.interactions) / max(users, 1) < self.max_len
 
     def _json_state(self) -> dict[str, Any]:
         return {**super()._json_state(), "dropout": self.dropout_}

@@ -41,6 +41,9 @@ class TrainingSettings:
       to zero at the end of the last epoch that fits
       (:mod:`shopsense.models.budget`); without one it is constant and
       training runs ``epochs``.
+    - ``weight_decay``: AdamW's decoupled weight decay; ``"auto"`` lets the
+      model choose it from the data (the report's ``weight_decay`` says what
+      it chose; 0 for a model without a rule of its own).
     - ``patience``: with validation, stop after this many validation passes
       without a better NDCG@10; ``eval_every``: validate every this many epochs.
     - ``validation_share``: validate only while the passes stay within this
@@ -67,7 +70,7 @@ class TrainingSettings:
     epochs: int = 200
     batch_size: int = 128
     learning_rate: float = 1e-3
-    weight_decay: float = 0.0
+    weight_decay: float | str = 0.0
     ema_decay: float = 0.0
     patience: int = 10
     eval_every: int = 1
@@ -89,8 +92,9 @@ class TrainingSettings:
                 "a number > 0",
             ),
             "weight_decay": (
-                _is_number(self.weight_decay) and self.weight_decay >= 0,
-                "a number ≥ 0",
+                self.weight_decay == "auto"
+                or (_is_number(self.weight_decay) and self.weight_decay >= 0),
+                "a number ≥ 0 or 'auto'",
             ),
             "ema_decay": (
                 _is_number(self.ema_decay) and 0 <= self.ema_decay < 1,
