@@ -277,3 +277,13 @@ def test_fast_dropout_keeps_the_expectation_and_is_off_in_eval():
     np.testing.assert_allclose(kept.unique().numpy(), [0.0, 1 / 0.75], rtol=1e-6)
     assert kept.mean().item() == pytest.approx(1.0, abs=0.02)
     assert torch.equal(net[1].eval()(x), x)
+    # Every 16-bit draw of a random word is uniform (a draw from the word's
+    # top bits that skewed the share kept would show here), at any shape.
+    layer = net[1].train()
+    odd = torch.ones(333, 7, 43)
+    torch.manual_seed(3)
+    first = layer(odd)
+    assert first.shape == odd.shape
+    assert (first > 0).float().mean().item() == pytest.approx(0.75, abs=0.005)
+    torch.manual_seed(3)
+    assert torch.equal(layer(odd), first)
